@@ -1,0 +1,254 @@
+"""Every error the SDK raises, in one place.
+
+The tree::
+
+    LinkAIError
+    ├── RequestValidationError (also ValueError)   bad arguments, found before sending
+    ├── ClientClosedError (also RuntimeError)      the client was used after aclose()
+    ├── APIResponseValidationError                 a 200 whose body is not what the API promises
+    ├── APIConnectionError                         no usable HTTP response
+    │   └── APITimeoutError
+    ├── APIStatusError                             the API answered with an error status
+    │   ├── BadRequestError              400
+    │   ├── AuthenticationError          401
+    │   ├── ModelNotAvailableError       402
+    │   ├── InsufficientCreditsError     406
+    │   ├── ContentModerationError       409
+    │   ├── RateLimitError               429
+    │   ├── InternalServerError          other 5xx
+    │   │   └── ServiceUnavailableError  503
+    ├── DownloadError                                fetching a generated image failed
+    └── BatchError                                   a batch had failures; carries every result
+
+Third-party exceptions (httpx, json) never escape: they are mapped at one
+boundary (``_http.py``) and chained with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchError",
+    "ClientClosedError",
+    "ContentModerationError",
+    "DownloadError",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "LinkAIError",
+    "ModelNotAvailableError",
+    "RateLimitError",
+    "RequestValidationError",
+    "ServiceUnavailableError",
+    "status_error_class",
+]
+
+
+class LinkAIError(Exception):
+    """Base class of every error raised by ``linkai_images``."""
+
+
+class RequestValidationError(LinkAIError, ValueError):
+    """An argument was rejected before any request was sent.
+
+    Raised for an empty prompt, a value outside a known model's table, too
+    many reference images, or a reference image that is unreadable or not an
+    image. The message names the offending value and what is allowed.
+    """
+
+
+class ClientClosedError(LinkAIError, RuntimeError):
+    """The client was used after ``aclose()`` / ``close()``."""
+
+
+class APIResponseValidationError(LinkAIError):
+    """The API answered 200 but the body is not a valid image response.
+
+    Attributes:
+        response: the ``httpx.Response`` received.
+        body: the decoded body, or the raw text when it was not JSON.
+        attempts: attempts made for the call, retries included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response | None = None,
+        body: object = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.response = response
+        self.body = body
+        self.attempts = attempts
+
+
+class APIConnectionError(LinkAIError):
+    """No usable HTTP response: the connection failed, dropped, or timed out.
+
+    Attributes:
+        request: the ``httpx.Request`` that was being sent, when known.
+        request_sent: ``True`` when the request may have reached the platform
+            (so it may be generated and billed even though no answer came).
+        attempts: attempts made for the call, retries included.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request: httpx.Request | None = None,
+        request_sent: bool = True,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request = request
+        self.request_sent = request_sent
+        self.attempts = attempts
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out (connect, write, read, pool or the call deadline)."""
+
+
+class APIStatusError(LinkAIError):
+    """The API answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        message: the server's ``error.message``, or a description of the body
+            when it had none (an HTML page from a proxy, an empty body).
+        type: the server's ``error.type``, or ``None``.
+        body: the decoded JSON body, or the raw text when it was not JSON.
+        response: the ``httpx.Response``.
+        attempts: attempts made for the call, retries included.
+        retry_after: seconds from a ``Retry-After`` header, when present.
+    """
+
+    status_code: int
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        response: httpx.Response,
+        body: object = None,
+        type: str | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.response = response
+        self.status_code = response.status_code
+        self.body = body
+        self.type = type
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.message}"
+
+
+class BadRequestError(APIStatusError):
+    """400: bad parameters (empty prompt, unreachable reference image, ...)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key was rejected."""
+
+
+class ModelNotAvailableError(APIStatusError):
+    """402: the model does not exist, or the account may not use it."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """406: the account has not enough credits."""
+
+
+class ContentModerationError(APIStatusError):
+    """409: content moderation rejected the prompt or a reference image."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests."""
+
+
+class InternalServerError(APIStatusError):
+    """A 5xx other than 503."""
+
+
+class ServiceUnavailableError(InternalServerError):
+    """503: the upstream call failed (transient)."""
+
+
+class DownloadError(LinkAIError):
+    """Fetching or saving a generated image failed.
+
+    Attributes:
+        url: the image URL.
+        status_code: the CDN's HTTP status, when it answered.
+    """
+
+    def __init__(self, message: str, *, url: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+        self.status_code = status_code
+
+
+class BatchError(LinkAIError):
+    """Some requests of a batch failed; raised only after all of them settled.
+
+    Attributes:
+        results: one entry per input request, aligned with the inputs: an
+            ``ImageResponse`` or the exception that request ended with.
+            Nothing paid for is lost: successes are all here.
+    """
+
+    def __init__(self, results: Sequence[Any]) -> None:
+        self.results = list(results)
+        failures = [r for r in self.results if isinstance(r, BaseException)]
+        self.errors: list[BaseException] = failures
+        first = f"; first: {type(failures[0]).__name__}: {failures[0]}" if failures else ""
+        super().__init__(
+            f"{len(failures)} of {len(self.results)} requests failed "
+            f"({len(self.results) - len(failures)} succeeded; see .results){first}"
+        )
+
+    @property
+    def responses(self) -> list[Any]:
+        """The successful results, in input order."""
+        return [r for r in self.results if not isinstance(r, BaseException)]
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: ModelNotAvailableError,
+    406: InsufficientCreditsError,
+    409: ContentModerationError,
+    429: RateLimitError,
+    503: ServiceUnavailableError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP error status."""
+    try:
+        return _STATUS_CLASSES[status_code]
+    except KeyError:
+        return InternalServerError if status_code >= 500 else APIStatusError

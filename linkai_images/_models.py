@@ -1,0 +1,217 @@
+"""The data that flows through the SDK: requests in, responses and batch items out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._inputs import ImageInput
+
+__all__ = [
+    "BatchItem",
+    "GeneratedImage",
+    "ImageRequest",
+    "ImageResponse",
+    "RequestLike",
+]
+
+_REQUEST_FIELDS = ("model", "prompt", "images", "size", "aspect_ratio", "quality",
+                   "response_format", "extra_body")  # fmt: skip
+
+
+def _to_tuple(value: Sequence[Any] | Any | None) -> tuple[Any, ...]:
+    # A single item (a path, bytes, a URL string) is a list of one: the most common slip.
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, bytearray, memoryview, os.PathLike)):
+        return (value,)
+    if isinstance(value, Sequence):
+        return tuple(value)
+    return (value,)
+
+
+@attrs.frozen(kw_only=True)
+class ImageRequest:
+    """One generation request, as given to ``generate_many`` / ``as_completed``.
+
+    ``None`` fields are left out of the HTTP body: the platform then uses the
+    model's default. A batch accepts plain prompt strings and dicts of these
+    fields too.
+
+    Attributes:
+        prompt: what to draw; with ``images``, how to change them.
+        model: the model code; ``None`` means the client's ``default_model``.
+        images: reference images (URLs, data URIs, paths, bytes, file
+            objects, PIL images). A single item is taken as a list of one.
+        size: resolution tier (``1K``, ``2K``, ...) or OpenAI-style pixels
+            (``2048x1152``) that map exactly to a tier and ratio.
+        aspect_ratio: ``16:9`` and the like.
+        quality: a quality value of the model (``high`` for gpt-image-2).
+        response_format: ``url`` (the platform's only value today) or
+            ``b64_json`` where a server offers it.
+        extra_body: more JSON fields, sent as given (for fields the SDK does
+            not know yet).
+    """
+
+    prompt: str
+    model: str | None = None
+    images: tuple[ImageInput, ...] = attrs.field(default=(), converter=_to_tuple)
+    size: str | None = None
+    aspect_ratio: str | None = None
+    quality: str | None = None
+    response_format: str | None = None
+    extra_body: Mapping[str, Any] | None = None
+
+    @classmethod
+    def coerce(cls, value: RequestLike) -> ImageRequest:
+        """An ``ImageRequest`` from a request, a dict of its fields, or a prompt.
+
+        Raises:
+            RequestValidationError: a dict with unknown or missing fields, or
+                a value of another type.
+        """
+        from ._exceptions import RequestValidationError
+
+        if isinstance(value, ImageRequest):
+            return value
+        if isinstance(value, str):
+            return cls(prompt=value)
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - set(_REQUEST_FIELDS))
+            if unknown:
+                raise RequestValidationError(
+                    f"unknown request field(s) {', '.join(map(repr, unknown))}; "
+                    f"allowed: {', '.join(_REQUEST_FIELDS)}"
+                )
+            if "prompt" not in value:
+                raise RequestValidationError(f"request {dict(value)!r} has no 'prompt'")
+            return cls(**value)
+        raise RequestValidationError(
+            f"a request must be an ImageRequest, a dict or a prompt string, "
+            f"not {type(value).__name__}"
+        )
+
+
+RequestLike = Union[ImageRequest, Mapping[str, Any], str]
+
+
+class _ImageStore(Protocol):
+    """What a ``GeneratedImage`` needs to fetch and save itself (the client's downloader)."""
+
+    async def read(self, image: GeneratedImage) -> bytes: ...
+
+    async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path: ...
+
+
+@attrs.frozen(kw_only=True)
+class GeneratedImage:
+    """One generated image.
+
+    Attributes:
+        url: the CDN address (long-lived), or ``None`` when the server sent
+            the bytes inline.
+        b64_json: the image as base64, when the server sent it inline.
+        revised_prompt: the prompt the model actually used, when sent.
+    """
+
+    url: str | None = None
+    b64_json: str | None = attrs.field(default=None, repr=lambda v: f"<{len(v)} base64 chars>")
+    revised_prompt: str | None = None
+    _store: _ImageStore | None = attrs.field(default=None, repr=False, eq=False, alias="store")
+
+    async def read(self) -> bytes:
+        """The image's bytes: decoded from ``b64_json``, or downloaded from ``url``.
+
+        The download never carries the API key.
+
+        Raises:
+            DownloadError: the CDN failed or sent too much.
+        """
+        return await self._require_store().read(self)
+
+    async def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the image to ``path`` atomically and return where it went.
+
+        A directory gets a file named after the URL (its extension from the
+        content type). A crash never leaves a half-written file.
+
+        Raises:
+            DownloadError: the CDN failed or sent too much.
+        """
+        return await self._require_store().save(self, path)
+
+    def _require_store(self) -> _ImageStore:
+        if self._store is None:
+            from ._download import standalone_store
+
+            return standalone_store()
+        return self._store
+
+
+@attrs.frozen(kw_only=True)
+class ImageResponse:
+    """The result of one generation call.
+
+    Attributes:
+        data: the generated images.
+        created: the server's Unix timestamp, when sent.
+        model: the model code the request named.
+        attempts: HTTP attempts made, retries included (1 = no retry).
+        elapsed: seconds from the first attempt to the answer, waits included.
+        request_id: the server's request id header, when sent.
+    """
+
+    data: tuple[GeneratedImage, ...]
+    created: int | None = None
+    model: str | None = None
+    attempts: int = 1
+    elapsed: float = 0.0
+    request_id: str | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs of the images that have one."""
+        return [image.url for image in self.data if image.url is not None]
+
+    async def save_all(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Save every image into ``directory`` (created if missing), in order.
+
+        Returns:
+            The paths written, aligned with ``data``.
+        """
+        paths = []
+        for image in self.data:
+            paths.append(await image.save(directory))
+        return paths
+
+    def _repr_html_(self) -> str:
+        from ._display import response_html
+
+        return response_html(self)
+
+
+@attrs.frozen(kw_only=True)
+class BatchItem:
+    """One settled request of ``as_completed``: exactly one of ``response``, ``error`` is set.
+
+    Attributes:
+        index: the request's position in the input.
+        request: the request, as an ``ImageRequest``.
+        response: the result, on success.
+        error: the exception, on failure.
+    """
+
+    index: int
+    request: ImageRequest
+    response: ImageResponse | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request succeeded."""
+        return self.error is None
