@@ -67,8 +67,17 @@ class ModelSpec:
     max_images: int
 
 
-def _spec(code: str, name: str, sizes: str, size: str | None, ratios: tuple[str, ...],
-          ratio: str | None, qualities: str, quality: str | None, max_images: int) -> ModelSpec:  # fmt: skip
+def _spec(
+    code: str,
+    name: str,
+    sizes: str,
+    size: str | None,
+    ratios: tuple[str, ...],
+    ratio: str | None,
+    qualities: str,
+    quality: str | None,
+    max_images: int,
+) -> ModelSpec:
     return ModelSpec(
         code=code,
         name=name,
@@ -186,7 +195,7 @@ def resolve_pixels(size: str, aspect_ratio: str = "1:1") -> tuple[int, int]:
     return (long_side, short) if w >= h else (short, long_side)
 
 
-_PIXELS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_PIXELS = re.compile(r"^\s*(\d+)\s*[xX\u00d7]\s*(\d+)\s*$")
 
 
 def parse_pixel_size(value: str) -> tuple[str, str] | None:

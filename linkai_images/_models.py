@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -97,7 +97,7 @@ class ImageRequest:
         )
 
 
-RequestLike = Union[ImageRequest, Mapping[str, Any], str]
+RequestLike = ImageRequest | Mapping[str, Any] | str
 
 
 class _ImageStore(Protocol):

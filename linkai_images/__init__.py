@@ -1,0 +1,79 @@
+"""linkai_images: an async-first client for the LinkAI image-generation API.
+
+>>> import linkai_images
+>>> async with linkai_images.AsyncImageClient() as client:  # doctest: +SKIP
+...     response = await client.generate("a white fox in moonlight", model="gpt-image-2")
+...     await response.data[0].save("fox.png")
+"""
+
+from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
+from ._client import AsyncImageClient
+from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BatchError,
+    ClientClosedError,
+    ContentModerationError,
+    DownloadError,
+    InsufficientCreditsError,
+    InternalServerError,
+    LinkAIError,
+    ModelNotAvailableError,
+    RateLimitError,
+    RequestValidationError,
+    ServiceUnavailableError,
+)
+from ._inputs import DEFAULT_MAX_IMAGE_BYTES
+from ._models import BatchItem, GeneratedImage, ImageRequest, ImageResponse
+from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIResponseValidationError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncImageClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchError",
+    "BatchItem",
+    "CATALOG",
+    "ClientClosedError",
+    "ContentModerationError",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_IMAGE_BYTES",
+    "DEFAULT_MAX_RETRIES",
+    "DownloadError",
+    "GeneratedImage",
+    "ImageRequest",
+    "ImageResponse",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "LinkAIError",
+    "ModelNotAvailableError",
+    "ModelSpec",
+    "RateLimitError",
+    "RequestValidationError",
+    "RetryBudget",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServiceUnavailableError",
+    "__version__",
+    "parse_pixel_size",
+    "resolve_pixels",
+    "set_testing",
+]
+
+# Public names report the public module, so tracebacks and reprs point users to it.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("linkai_images._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,329 @@
+"""``AsyncImageClient``: one pool, a bound on requests in flight, generate()."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import httpx
+
+from ._config import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    USER_AGENT,
+    mask_secret,
+    resolve_api_key,
+    resolve_base_url,
+    to_timeout,
+)
+from ._exceptions import (
+    APIResponseValidationError,
+    APITimeoutError,
+    ClientClosedError,
+    RequestValidationError,
+)
+from ._http import GenerationResult, post_generation
+from ._inputs import DEFAULT_MAX_IMAGE_BYTES
+from ._models import GeneratedImage, ImageRequest, ImageResponse
+from ._request import check_request, encode_body
+from ._retry import RetryBudget, RetryHook, RetryPolicy, call_with_retries
+from ._transport import build_transport
+
+if TYPE_CHECKING:
+    from ._inputs import ImageInput
+
+__all__ = ["AsyncImageClient"]
+
+
+class _Default(enum.Enum):
+    TOKEN = enum.auto()
+
+
+#: The default of ``retry_budget``: a fresh ``RetryBudget`` per client.
+_NEW_BUDGET = _Default.TOKEN
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class AsyncImageClient:
+    """The asynchronous LinkAI image client (asyncio and trio).
+
+    One client holds one connection pool; share it between all the tasks of
+    an application. It keeps at most ``max_concurrency`` requests in flight
+    across all of them, so a large fan-out queues instead of failing.
+
+    Args:
+        api_key: the API key; default ``$LINKAI_API_KEY``. Never shown in a
+            repr, a log line or an error.
+        base_url: the API's base URL; default ``$LINKAI_BASE_URL``, else
+            ``https://api.link-ai.tech/v1``.
+        default_model: the model used when a call names none.
+        timeout: float seconds for the answer of one attempt (connecting stays
+            short), or an ``httpx.Timeout``. Generation takes tens of seconds,
+            minutes at 4K: the default waits 10 minutes.
+        deadline: optional total seconds for one call, retries and waits
+            included; past it the call fails with ``APITimeoutError``.
+        max_retries: retries after the first attempt (``N`` means at most
+            ``N + 1`` attempts). Ignored when ``retry_policy`` is given.
+        retry_policy: the full retry policy (``RetryPolicy``).
+        retry_budget: the client-wide retry quota shared by all calls; ``None``
+            turns it off. Default: a fresh ``RetryBudget()``.
+        on_retry: called with a ``RetryEvent`` before each retry.
+        max_concurrency: requests in flight at once, across all tasks.
+        max_image_bytes: the size cap of one local reference image.
+        http_client: an ``httpx.AsyncClient`` to use instead of the client's
+            own; the caller keeps ownership (it is not closed by ``aclose``).
+        transport: an httpx transport for the client's own pool (e.g. the
+            in-process fake of ``linkai_images.testing``).
+
+    Raises:
+        LinkAIError: no API key was given or found in the environment, or the
+            base URL is not http(s).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | httpx.URL | None = None,
+        default_model: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_policy: RetryPolicy | None = None,
+        retry_budget: RetryBudget | Literal[_Default.TOKEN] | None = _NEW_BUDGET,
+        on_retry: RetryHook | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {max_retries!r}")
+        if deadline is not None and deadline <= 0:
+            raise ValueError(f"deadline must be positive seconds, got {deadline!r}")
+        if http_client is not None and transport is not None:
+            raise ValueError("pass http_client or transport, not both")
+        self._api_key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        self.default_model = default_model
+        self.timeout = to_timeout(timeout)
+        self.deadline = deadline
+        self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_retries + 1)
+        self.retry_budget = RetryBudget() if retry_budget is _NEW_BUDGET else retry_budget
+        self.on_retry = on_retry
+        self.max_concurrency = max_concurrency
+        self.max_image_bytes = max_image_bytes
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            transport=transport or build_transport(max_concurrency),
+            timeout=self.timeout,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+        self._url = self.base_url.join("images/generations")
+        self._headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._limiter = anyio.Semaphore(max_concurrency)
+        self._state = _State.OPEN
+        self._downloader: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={str(self.base_url)!r}, "
+            f"api_key={mask_secret(self._api_key)!r}, default_model={self.default_model!r}, "
+            f"max_concurrency={self.max_concurrency})"
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``aclose()`` has been called."""
+        return self._state is _State.CLOSED
+
+    async def __aenter__(self) -> AsyncImageClient:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was injected). Idempotent."""
+        if self._state is _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        if self._owns_http:
+            await self._http.aclose()
+
+    def _ensure_open(self) -> None:
+        if self._state is _State.CLOSED:
+            raise ClientClosedError(
+                f"this {type(self).__name__} is closed; create a new client to send requests"
+            )
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        images: Sequence[ImageInput] | ImageInput | None = None,
+        size: str | None = None,
+        aspect_ratio: str | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        on_retry: RetryHook | None = None,
+    ) -> ImageResponse:
+        """Generate images from a prompt, optionally from reference images.
+
+        Only the fields given are sent; the platform applies the model's
+        defaults to the rest.
+
+        Args:
+            prompt: what to draw; with ``images``, how to change them.
+            model: the model code; default the client's ``default_model``.
+            images: reference images: URLs, data URIs, paths, bytes, binary
+                file objects or PIL images (one item or a list).
+            size: a tier (``1K``, ``2K``, ``4K``, ...) or pixels that map to a
+                tier and ratio exactly (``2048x1152``).
+            aspect_ratio: ``16:9`` and the like.
+            quality: a quality value of the model.
+            response_format: ``url`` (default on the platform) or ``b64_json``.
+            extra_body: more JSON fields, sent as given.
+            on_retry: a retry hook for this call, in addition to the client's.
+
+        Returns:
+            The images, with the attempts made and the time taken.
+
+        Raises:
+            RequestValidationError: a bad argument, found before sending.
+            APIStatusError: the API refused (the subclass names why).
+            APIConnectionError: no answer; ``request_sent`` tells whether it
+                may have been billed.
+        """
+        request = ImageRequest(
+            prompt=prompt,
+            model=model,
+            images=images,
+            size=size,
+            aspect_ratio=aspect_ratio,
+            quality=quality,
+            response_format=response_format,
+            extra_body=extra_body,
+        )
+        return await self._generate(self.check(request), on_retry=on_retry)
+
+    def check(self, request: ImageRequest) -> ImageRequest:
+        """Validate a request without sending it; return it with its model filled in.
+
+        Raises:
+            RequestValidationError: what is wrong, with the allowed values.
+        """
+        if not isinstance(request.prompt, str):
+            raise RequestValidationError(
+                f"prompt must be a string, not {type(request.prompt).__name__}"
+            )
+        return check_request(request, self.default_model)
+
+    async def _generate(
+        self, request: ImageRequest, *, on_retry: RetryHook | None = None
+    ) -> ImageResponse:
+        """Send a request already passed through ``check``."""
+        self._ensure_open()
+        started = time.monotonic()
+        body = await encode_body(request, max_image_bytes=self.max_image_bytes)
+        attempts = 0
+        hooks = [h for h in (self.on_retry, on_retry) if h is not None]
+
+        def retried(event: Any) -> None:
+            for hook in hooks:
+                hook(event)
+
+        async def attempt() -> GenerationResult:
+            nonlocal attempts
+            attempts += 1
+            self._ensure_open()
+            async with self._limiter:
+                return await post_generation(
+                    self._http, self._url, body, self._headers, self.timeout
+                )
+
+        try:
+            with anyio.fail_after(self.deadline):
+                result, attempts = await call_with_retries(
+                    attempt,
+                    self.retry_policy,
+                    budget=self.retry_budget,
+                    on_retry=retried if hooks else None,
+                    model=request.model,
+                    prompt=request.prompt,
+                )
+        except TimeoutError as exc:
+            raise APITimeoutError(
+                f"the call's deadline of {self.deadline}s passed after {attempts} attempt(s)",
+                request_sent=attempts > 0,
+                attempts=attempts,
+            ) from exc
+        return self._response(result, request, attempts, time.monotonic() - started)
+
+    def _response(
+        self, result: GenerationResult, request: ImageRequest, attempts: int, elapsed: float
+    ) -> ImageResponse:
+        images = []
+        for item in result.body["data"]:
+            if not isinstance(item, dict) or not (item.get("url") or item.get("b64_json")):
+                raise APIResponseValidationError(
+                    f"an item of 'data' has neither 'url' nor 'b64_json': {item!r:.200}",
+                    body=result.body,
+                    attempts=attempts,
+                )
+            images.append(
+                GeneratedImage(
+                    url=_opt_str(item.get("url")),
+                    b64_json=_opt_str(item.get("b64_json")),
+                    revised_prompt=_opt_str(item.get("revised_prompt")),
+                    store=self._store(),
+                )
+            )
+        if not images:
+            raise APIResponseValidationError(
+                "the API answered 200 with no images in 'data'", body=result.body, attempts=attempts
+            )
+        created = result.body.get("created")
+        return ImageResponse(
+            data=tuple(images),
+            created=created if isinstance(created, int) else None,
+            model=request.model,
+            attempts=attempts,
+            elapsed=elapsed,
+            request_id=result.request_id,
+        )
+
+    def _store(self) -> Any:
+        if self._downloader is None:
+            from ._download import Downloader
+
+            self._downloader = Downloader(self._http)
+        return self._downloader
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

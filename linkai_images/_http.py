@@ -1,0 +1,229 @@
+"""The one boundary between httpx and the SDK: a single HTTP attempt.
+
+Everything httpx or json can raise is mapped here to the error tree of
+``_exceptions.py``. Whether a failed request may have reached the platform
+(and so may be generated and billed) is decided here too, because only here
+is it known which httpx error happened.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import json
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import httpx
+
+from ._exceptions import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    status_error_class,
+)
+
+__all__ = [
+    "GenerationResult",
+    "ParsedErrorBody",
+    "parse_error_body",
+    "parse_retry_after",
+    "post_generation",
+]
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id")
+_MAX_SNIPPET = 200
+
+#: httpx errors raised before any byte of the request could have been sent.
+_NEVER_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.ProxyError,
+)
+
+
+@attrs.frozen
+class GenerationResult:
+    """A successful attempt: the decoded body and what the headers told."""
+
+    body: Mapping[str, Any]
+    request_id: str | None
+
+
+@attrs.frozen
+class ParsedErrorBody:
+    """What an error response said, however it was written."""
+
+    message: str
+    type: str | None
+    body: object
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_SNIPPET else text[: _MAX_SNIPPET - 1] + "…"
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def parse_error_body(status_code: int, content: bytes, content_type: str = "") -> ParsedErrorBody:
+    """Read an error response of any shape into a message, a type and the body.
+
+    The platform sends ``{"error": {"message", "type"}}``; a proxy in the way
+    may send HTML, plain text or nothing. This never raises.
+    """
+    phrase = _reason(status_code)
+    if not content.strip():
+        return ParsedErrorBody(f"HTTP {status_code} {phrase} with an empty body", None, None)
+    try:
+        decoded = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        decoded = None
+    else:
+        if isinstance(decoded, dict):
+            error = decoded.get("error")
+            if isinstance(error, dict):
+                message = error.get("message")
+                type_ = error.get("type")
+                return ParsedErrorBody(
+                    str(message) if message not in (None, "") else f"HTTP {status_code} {phrase}",
+                    str(type_) if type_ is not None else None,
+                    decoded,
+                )
+            if isinstance(error, str) and error:
+                return ParsedErrorBody(error, None, decoded)
+            if isinstance(decoded.get("message"), str):
+                return ParsedErrorBody(decoded["message"], None, decoded)
+        return ParsedErrorBody(
+            f"HTTP {status_code} {phrase}: {_snippet(content.decode('utf-8', 'replace'))}",
+            None,
+            decoded,
+        )
+    text = content.decode("utf-8", "replace")
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        title = _TITLE.search(content)
+        shown = title.group(1).decode("utf-8", "replace") if title else _TAGS.sub(" ", text)
+        return ParsedErrorBody(
+            f"HTTP {status_code} {phrase}: an HTML page, likely from a proxy "
+            f"or gateway in front of the API: {_snippet(html.unescape(shown))}",
+            None,
+            text,
+        )
+    return ParsedErrorBody(f"HTTP {status_code} {phrase}: {_snippet(text)}", None, text)
+
+
+def _reason(status_code: int) -> str:
+    try:
+        return httpx.codes(status_code).phrase
+    except ValueError:
+        return "error"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds or seconds == float("inf"):  # NaN or infinite: not a usable wait
+        return None
+    return max(0.0, seconds)
+
+
+def _connection_error(exc: httpx.HTTPError, request: httpx.Request) -> APIConnectionError:
+    sent = not isinstance(exc, _NEVER_SENT)
+    if isinstance(exc, httpx.TimeoutException):
+        phase = {
+            httpx.ConnectTimeout: "connecting",
+            httpx.PoolTimeout: "waiting for a free connection",
+            httpx.WriteTimeout: "sending the request",
+            httpx.ReadTimeout: "waiting for the answer",
+        }.get(type(exc), "talking to the API")
+        return APITimeoutError(
+            f"timed out {phase} ({request.url.host}): {exc or type(exc).__name__}",
+            request=request,
+            request_sent=sent,
+        )
+    where = "before the request was sent" if not sent else "after the request may have been sent"
+    return APIConnectionError(
+        f"connection to {request.url.host} failed {where}: {type(exc).__name__}: {exc}",
+        request=request,
+        request_sent=sent,
+    )
+
+
+def _status_error(response: httpx.Response, content: bytes) -> APIStatusError:
+    parsed = parse_error_body(
+        response.status_code, content, response.headers.get("content-type", "")
+    )
+    cls = status_error_class(response.status_code)
+    return cls(
+        parsed.message,
+        response=response,
+        body=parsed.body,
+        type=parsed.type,
+        retry_after=parse_retry_after(response.headers.get("retry-after")),
+    )
+
+
+async def post_generation(
+    http: httpx.AsyncClient,
+    url: httpx.URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: httpx.Timeout,
+) -> GenerationResult:
+    """Send one attempt and return the decoded success body.
+
+    Raises:
+        APIStatusError: the API answered with an error status (the subclass
+            for that status).
+        APIConnectionError: no usable response; ``request_sent`` tells
+            whether it may have reached the platform.
+        APIResponseValidationError: a 200 whose body is not an image response.
+    """
+    request = http.build_request("POST", url, content=body, headers=headers, timeout=timeout)
+    try:
+        response = await http.send(request)
+    except httpx.HTTPError as exc:
+        raise _connection_error(exc, request) from exc
+    content = response.content
+    if response.status_code >= 400:
+        raise _status_error(response, content)
+    try:
+        decoded = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise APIResponseValidationError(
+            f"the API answered {response.status_code} with a body that is not JSON: "
+            f"{_snippet(content.decode('utf-8', 'replace')) or '(empty)'}",
+            response=response,
+            body=content.decode("utf-8", "replace"),
+        ) from exc
+    if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
+        raise APIResponseValidationError(
+            f"the API answered {response.status_code} without a 'data' list: "
+            f"{_snippet(json.dumps(decoded, ensure_ascii=False))}",
+            response=response,
+            body=decoded,
+        )
+    request_id = next(
+        (response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None
+    )
+    return GenerationResult(decoded, request_id)

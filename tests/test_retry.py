@@ -1,0 +1,182 @@
+"""The retry decision: what is retried, how long it waits, when it stops, what it reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from linkai_images import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    BadRequestError,
+    RetryBudget,
+    RetryEvent,
+    RetryPolicy,
+    ServiceUnavailableError,
+    set_testing,
+)
+from linkai_images._exceptions import status_error_class
+from linkai_images._retry import call_with_retries
+
+pytestmark = pytest.mark.anyio
+
+
+def status_error(code: int, retry_after: float | None = None) -> APIStatusError:
+    request = httpx.Request("POST", "http://api.test/v1/images/generations")
+    response = httpx.Response(code, request=request)
+    return status_error_class(code)("boom", response=response, retry_after=retry_after)
+
+
+def failing(errors: list[Exception], result: str = "ok") -> Callable[[], object]:
+    """An attempt that raises the given errors in turn, then returns ``result``."""
+    calls = iter(errors)
+
+    async def attempt() -> str:
+        error = next(calls, None)
+        if error is not None:
+            raise error
+        return result
+
+    return attempt
+
+
+@pytest.fixture(autouse=True)
+def no_backoff() -> object:
+    """Retries in these tests never sleep."""
+    with set_testing():
+        yield
+
+
+async def test_503_is_retried_until_success_and_attempts_counted() -> None:
+    """Two 503s then a success: three attempts, the result returned."""
+    attempt = failing([status_error(503), status_error(503)])
+    assert ("ok", 3) == await call_with_retries(attempt, RetryPolicy(max_attempts=3))
+
+
+async def test_max_attempts_bounds_and_last_error_is_reraised_as_itself() -> None:
+    """Out of attempts, the last APIStatusError escapes (not RetryError) with attempts set."""
+    errors = [status_error(503) for _ in range(5)]
+    with pytest.raises(ServiceUnavailableError) as info:
+        await call_with_retries(failing(errors), RetryPolicy(max_attempts=3))
+    assert info.value is errors[2]
+    assert 3 == info.value.attempts
+
+
+@pytest.mark.parametrize("code", [400, 401, 402, 406, 409])
+async def test_client_errors_are_never_retried(code: int) -> None:
+    """A 4xx other than 429 fails at once."""
+    with pytest.raises(APIStatusError) as info:
+        await call_with_retries(failing([status_error(code)]), RetryPolicy(max_attempts=5))
+    assert 1 == info.value.attempts
+
+
+async def test_429_and_gateway_errors_are_retried() -> None:
+    """429, 502 and 504 are in the default retried set."""
+    errors = [status_error(429), status_error(502), status_error(504)]
+    assert ("ok", 4) == await call_with_retries(failing(errors), RetryPolicy(max_attempts=4))
+
+
+async def test_connection_failure_before_sending_is_retried() -> None:
+    """A connect error (nothing left the machine) is safe to retry."""
+    unsent = APIConnectionError("refused", request_sent=False)
+    assert ("ok", 2) == await call_with_retries(failing([unsent]), RetryPolicy())
+
+
+async def test_failure_after_sending_is_not_retried_by_default() -> None:
+    """A read timeout may be billed by the platform: no retry unless opted in."""
+    sent = APITimeoutError("read timeout", request_sent=True)
+    with pytest.raises(APITimeoutError) as info:
+        await call_with_retries(failing([sent]), RetryPolicy(max_attempts=5))
+    assert 1 == info.value.attempts
+    opted_in = RetryPolicy(retry_unsent_only=False)
+    assert ("ok", 2) == await call_with_retries(failing([sent]), opted_in)
+
+
+async def test_each_retry_is_reported_to_the_hook_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The hook gets a frozen RetryEvent per retry; the logger says what happened."""
+    events: list[RetryEvent] = []
+    caplog.set_level(logging.WARNING, logger="linkai_images")
+    first = status_error(503)
+    await call_with_retries(
+        failing([first]), RetryPolicy(), on_retry=events.append, model="gpt-image-2", prompt="fox"
+    )
+    assert 1 == len(events)
+    assert (1, first, "gpt-image-2", "fox") == (
+        events[0].attempt,
+        events[0].cause,
+        events[0].model,
+        events[0].prompt,
+    )
+    assert "retrying gpt-image-2 request after attempt 1 failed" in caplog.text
+
+
+def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
+    """Waits stay within [0, min(max, initial * base^(n-1))]."""
+    with set_testing(False):
+        policy = RetryPolicy(wait_initial=1.0, wait_max=5.0)
+        for retry in range(1, 8):
+            ceiling = min(5.0, 2.0 ** (retry - 1))
+            waits = [policy.backoff(retry, status_error(503)) for _ in range(50)]
+            assert all(0.0 <= w <= ceiling for w in waits)
+            assert len(set(waits)) > 1
+
+
+def test_retry_after_is_honoured_up_to_the_cap() -> None:
+    """A Retry-After sets the least wait; one beyond the cap stops the retries."""
+    with set_testing(False):
+        policy = RetryPolicy(wait_initial=0.01, max_retry_after=10.0)
+        assert policy.backoff(1, status_error(503, retry_after=4.0)) >= 4.0
+        assert not policy.is_retryable(status_error(503, retry_after=11.0))
+
+
+def test_testing_switch_zeroes_waits_and_restores() -> None:
+    """set_testing() makes backoff 0 and its context manager restores the previous mode."""
+    policy = RetryPolicy(wait_initial=3.0)
+    with set_testing(False):
+        with set_testing(True):
+            assert 0.0 == policy.backoff(2, status_error(503, retry_after=9.0))
+        assert policy.backoff(1, status_error(503, retry_after=9.0)) >= 9.0
+
+
+async def test_total_time_bound_stops_before_a_wait_that_would_pass_it() -> None:
+    """No retry starts when its backoff would end past the policy's timeout."""
+    with set_testing(False):
+        policy = RetryPolicy(max_attempts=10, timeout=1.0, wait_initial=5.0)
+        with pytest.raises(ServiceUnavailableError) as info:
+            await call_with_retries(failing([status_error(503, retry_after=5.0)]), policy)
+    assert 1 == info.value.attempts
+
+
+async def test_budget_drains_under_a_storm_and_refills_with_successes() -> None:
+    """Retry throttling: failures spend tokens until retries stop; successes earn them back."""
+    budget = RetryBudget(max_tokens=4, token_ratio=1.0)
+    policy = RetryPolicy(max_attempts=3)
+    attempts = []
+    for _ in range(5):
+        with pytest.raises(ServiceUnavailableError) as info:
+            await call_with_retries(failing([status_error(503)] * 3), policy, budget=budget)
+        attempts.append(info.value.attempts)
+    assert [3, 1, 1, 1, 1] == attempts
+    for _ in range(3):
+        await call_with_retries(failing([]), policy, budget=budget)
+    assert ("ok", 2) == await call_with_retries(failing([status_error(503)]), policy, budget=budget)
+
+
+def test_max_attempts_must_be_positive() -> None:
+    """A policy with zero attempts is refused at construction."""
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+def test_bad_request_is_not_retryable() -> None:
+    """is_retryable is False for a 400 and for non-SDK errors."""
+    policy = RetryPolicy()
+    assert not policy.is_retryable(status_error(400))
+    assert isinstance(status_error(400), BadRequestError)
+    assert not policy.is_retryable(RuntimeError("x"))
