@@ -18,6 +18,7 @@ The tree::
     │   ├── InternalServerError          other 5xx
     │   │   └── ServiceUnavailableError  503
     ├── DownloadError                                fetching a generated image failed
+    ├── BatchAbortedError                            not sent: the batch stopped on an account error
     └── BatchError                                   a batch had failures; carries every result
 
 Third-party exceptions (httpx, json) never escape: they are mapped at one
@@ -39,6 +40,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchAbortedError",
     "BatchError",
     "ClientClosedError",
     "ContentModerationError",
@@ -208,6 +210,25 @@ class DownloadError(LinkAIError):
         self.message = message
         self.url = url
         self.status_code = status_code
+
+
+class BatchAbortedError(LinkAIError):
+    """A batch request that was never sent, because the batch stopped launching.
+
+    An account-level failure (401: bad key, 406: no credits) makes every
+    further request fail the same way, so a batch stops starting new ones and
+    reports each request it did not send with this error.
+
+    Attributes:
+        cause: the account-level error that stopped the batch.
+    """
+
+    def __init__(self, cause: APIStatusError) -> None:
+        self.cause = cause
+        super().__init__(
+            f"not sent: the batch stopped starting requests after "
+            f"{type(cause).__name__} ({cause.status_code}): {cause.message}"
+        )
 
 
 class BatchError(LinkAIError):
