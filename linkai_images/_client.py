@@ -27,7 +27,7 @@ from ._exceptions import (
     ClientClosedError,
     RequestValidationError,
 )
-from ._http import GenerationResult, post_generation
+from ._http import GenerationResult, Sender, post_generation
 from ._inputs import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse
 from ._request import check_request, encode_body
@@ -125,17 +125,28 @@ class AsyncImageClient:
         self.max_concurrency = max_concurrency
         self.max_image_bytes = max_image_bytes
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            transport=transport or build_transport(max_concurrency),
-            timeout=self.timeout,
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
-        )
+        self._send: Sender
+        if http_client is None:
+            self._transport = transport or build_transport(max_concurrency)
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self.timeout,
+                headers={"User-Agent": USER_AGENT},
+                follow_redirects=False,
+            )
+            # Generation calls go straight to the transport: AsyncClient.send's
+            # auth, cookie and redirect machinery does nothing for one POST to a
+            # fixed URL, and costs a third of the client's CPU per request.
+            self._send = self._send_direct
+        else:
+            self._http = http_client
+            self._send = self._send_via_client
         self._url = self.base_url.join("images/generations")
         self._headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "User-Agent": USER_AGENT,
         }
         self._limiter = anyio.Semaphore(max_concurrency)
         self._state = _State.OPEN
@@ -172,6 +183,18 @@ class AsyncImageClient:
         self._state = _State.CLOSED
         if self._owns_http:
             await self._http.aclose()
+
+    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    async def _send_via_client(self, request: httpx.Request) -> httpx.Response:
+        return await self._http.send(request)
 
     def _ensure_open(self) -> None:
         if self._state is _State.CLOSED:
@@ -263,7 +286,7 @@ class AsyncImageClient:
             self._ensure_open()
             async with self._limiter:
                 return await post_generation(
-                    self._http, self._url, body, self._headers, self.timeout
+                    self._send, self._url, body, self._headers, self.timeout
                 )
 
         try:

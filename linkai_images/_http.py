@@ -13,7 +13,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -30,6 +30,7 @@ from ._exceptions import (
 __all__ = [
     "GenerationResult",
     "ParsedErrorBody",
+    "Sender",
     "parse_error_body",
     "parse_retry_after",
     "post_generation",
@@ -183,8 +184,12 @@ def _status_error(response: httpx.Response, content: bytes) -> APIStatusError:
     )
 
 
+#: Sends a request and returns the response with its body read.
+Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
+
+
 async def post_generation(
-    http: httpx.AsyncClient,
+    send: Sender,
     url: httpx.URL,
     body: bytes,
     headers: Mapping[str, str],
@@ -199,9 +204,11 @@ async def post_generation(
             whether it may have reached the platform.
         APIResponseValidationError: a 200 whose body is not an image response.
     """
-    request = http.build_request("POST", url, content=body, headers=headers, timeout=timeout)
+    request = httpx.Request(
+        "POST", url, content=body, headers=headers, extensions={"timeout": timeout.as_dict()}
+    )
     try:
-        response = await http.send(request)
+        response = await send(request)
     except httpx.HTTPError as exc:
         raise _connection_error(exc, request) from exc
     content = response.content
