@@ -6,7 +6,7 @@ import enum
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
 import httpx
@@ -35,7 +35,9 @@ from ._retry import RetryBudget, RetryHook, RetryPolicy, call_with_retries
 from ._transport import build_transport
 
 if TYPE_CHECKING:
+    from ._batch import BatchIterator, CheckpointPath, RequestSource
     from ._inputs import ImageInput
+    from ._progress import ProgressArg
 
 __all__ = ["AsyncImageClient"]
 
@@ -346,6 +348,141 @@ class AsyncImageClient:
 
             self._downloader = Downloader(self._http)
         return self._downloader
+
+    # --- batches (engine in _batch.py) ---
+
+    @overload
+    async def generate_many(
+        self,
+        requests: RequestSource,
+        *,
+        concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: ProgressArg = ...,
+        checkpoint: CheckpointPath = ...,
+    ) -> list[ImageResponse]: ...
+
+    @overload
+    async def generate_many(
+        self,
+        requests: RequestSource,
+        *,
+        concurrency: int | None = ...,
+        return_exceptions: bool,
+        progress: ProgressArg = ...,
+        checkpoint: CheckpointPath = ...,
+    ) -> list[ImageResponse | BaseException]: ...
+
+    async def generate_many(
+        self,
+        requests: RequestSource,
+        *,
+        concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressArg = None,
+        checkpoint: CheckpointPath = None,
+    ) -> list[ImageResponse] | list[ImageResponse | BaseException]:
+        """Generate a batch of requests concurrently; the results align with the inputs.
+
+        Every request is checked before any is sent, so a typo in request
+        9,999 costs nothing. Then a pool of ``concurrency`` workers sends
+        them, keeping that many in flight until the input runs out. One
+        failure never stops the others, except an account-level one (401 bad
+        key, 406 no credits): after it no new request is sent, and those not
+        sent end with ``BatchAbortedError``. Cancelling the call cancels the
+        requests in flight; the client stays usable.
+
+        Args:
+            requests: ``ImageRequest`` objects, dicts of their fields, or
+                prompt strings (drawn with the client's ``default_model``);
+                a list, any iterable, or an async iterable (read fully
+                first, since every request is checked before sending).
+            concurrency: requests in flight at once; default and maximum the
+                client's ``max_concurrency`` (which still bounds all the
+                client's requests together).
+            return_exceptions: ``True`` puts each failure's exception in its
+                place in the list instead of raising ``BatchError``.
+            progress: ``True`` for a ``tqdm.auto`` bar (the ``progress``
+                extra), or a callable taking each ``ProgressEvent``.
+            checkpoint: a JSON Lines file journaling each settled request. A
+                rerun with the same file returns the earlier successes from
+                it without sending them again, and retries the rest.
+
+        Returns:
+            One entry per request, in input order: an ``ImageResponse`` (or,
+            with ``return_exceptions=True``, the exception it ended with).
+
+        Raises:
+            RequestValidationError: a request is invalid (the message names
+                its index); nothing was sent.
+            BatchError: some requests failed (``return_exceptions=False``),
+                raised after all settled; ``.results`` holds every result,
+                successes included.
+            ValueError: ``concurrency`` is below 1 or above ``max_concurrency``.
+            LinkAIError: the checkpoint is in use by another running batch.
+            ClientClosedError: the client is closed.
+        """
+        from ._batch import generate_many
+
+        return await generate_many(
+            self,
+            requests,
+            concurrency=concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
+
+    def as_completed(
+        self,
+        requests: RequestSource,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressArg = None,
+        checkpoint: CheckpointPath = None,
+    ) -> BatchIterator:
+        """Run a batch and yield each request as it settles, fastest first.
+
+        The input is pulled lazily, a request whenever a worker is free, so a
+        generator of a million prompts runs in memory bounded by the
+        concurrency. Each item is a ``BatchItem`` with the request's
+        ``index`` and exactly one of ``response``/``error``; a request that
+        fails its checks comes out as an item with a
+        ``RequestValidationError``. Use it as a context manager, so that
+        leaving the loop early cancels what is still in flight::
+
+            async with client.as_completed(prompts, concurrency=16) as results:
+                async for item in results:
+                    if item.ok:
+                        await item.response.save_all("out/")
+
+        A plain ``async for item in client.as_completed(...)`` works too when
+        the loop runs to its end (or is closed with ``aclose()``).
+
+        Args:
+            requests: ``ImageRequest`` objects, dicts of their fields or prompt
+                strings, from any iterable or async iterable.
+            concurrency: requests in flight at once; default and maximum the
+                client's ``max_concurrency``.
+            progress: ``True`` for a ``tqdm.auto`` bar, or a callable taking
+                each ``ProgressEvent``.
+            checkpoint: a JSON Lines journal, as for ``generate_many``;
+                earlier successes are yielded at once, without a request.
+
+        Returns:
+            An async iterator (and async context manager) of ``BatchItem``.
+
+        Raises:
+            ValueError: ``concurrency`` is below 1 or above ``max_concurrency``.
+            TypeError: ``requests`` is not an iterable of requests.
+            Exception: whatever the input iterable raised, after the requests
+                already in flight were yielded.
+        """
+        from ._batch import as_completed
+
+        return as_completed(
+            self, requests, concurrency=concurrency, progress=progress, checkpoint=checkpoint
+        )
 
 
 def _opt_str(value: object) -> str | None:

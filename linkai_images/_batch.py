@@ -1,0 +1,502 @@
+"""The batch engine behind ``generate_many`` and ``as_completed``.
+
+A batch is a pool of ``concurrency`` worker tasks pulling from one input,
+not a task per request: each worker takes the next request, settles it (a
+response or an error, never an exception out of the worker), hands it to a
+sink and pulls again. So the requests in flight never exceed the
+concurrency, the bound stays full while input remains, and memory follows
+the concurrency rather than the size of the batch: nothing about a request
+is kept once it has been handed on.
+
+The sink of ``generate_many`` writes into the aligned result list; the sink
+of ``as_completed`` is a memory object stream read by ``BatchIterator``.
+The client's ``max_concurrency`` still bounds requests across everything
+that shares the client.
+
+An account-level failure (401: bad key, 406: no credits) would fail every
+further request the same way, so it stops the batch from sending: requests
+pulled after it end with ``BatchAbortedError`` naming the cause. Requests
+already in flight settle on their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import warnings
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sized,
+)
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+
+from ._checkpoint import (
+    Checkpoint,
+    failure_record,
+    fingerprint,
+    response_from_record,
+    success_record,
+)
+from ._exceptions import (
+    AuthenticationError,
+    BatchAbortedError,
+    BatchError,
+    InsufficientCreditsError,
+    RequestValidationError,
+)
+from ._models import BatchItem, ImageRequest, RequestLike
+from ._progress import ProgressArg, Tracker, make_tracker
+
+if TYPE_CHECKING:
+    from ._client import AsyncImageClient
+    from ._retry import RetryEvent
+
+__all__ = [
+    "BatchIterator",
+    "CheckpointPath",
+    "RequestSource",
+    "as_completed",
+    "generate_many",
+]
+
+#: What a batch takes: a sync or async iterable of requests (``ImageRequest``, dict, prompt).
+RequestSource = Iterable[RequestLike] | AsyncIterable[RequestLike]
+#: Where a batch journals its results (``None``: no checkpoint).
+CheckpointPath = str | os.PathLike[str] | None
+
+#: Errors after which no further request of the batch can succeed.
+_ACCOUNT_ERRORS = (AuthenticationError, InsufficientCreditsError)
+#: How many requests are checked between two yields to the event loop.
+_CHECK_SLICE = 512
+#: How many invalid indices a validation error lists.
+_MAX_LISTED = 10
+
+
+def resolve_concurrency(client: AsyncImageClient, concurrency: int | None) -> int:
+    """The batch's bound: ``concurrency``, or the client's ``max_concurrency``.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: below 1 or above the client's ``max_concurrency``.
+    """
+    if concurrency is None:
+        return client.max_concurrency
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
+    if not 1 <= concurrency <= client.max_concurrency:
+        raise ValueError(
+            f"concurrency must be between 1 and the client's max_concurrency "
+            f"({client.max_concurrency}), got {concurrency}; raise max_concurrency on the "
+            "client to go higher"
+        )
+    return concurrency
+
+
+def _check_source(requests: object) -> None:
+    if isinstance(requests, (str, bytes, Mapping, ImageRequest)):
+        raise TypeError(
+            f"requests must be an iterable of requests, not a single "
+            f"{type(requests).__name__}; wrap it in a list"
+        )
+    if not isinstance(requests, (Iterable, AsyncIterable)):
+        raise TypeError(
+            f"requests must be an iterable or async iterable of requests, "
+            f"not {type(requests).__name__}"
+        )
+
+
+def _placeholder(raw: object) -> ImageRequest:
+    """An ``ImageRequest`` standing for an input that could not be made into one."""
+    if isinstance(raw, Mapping):
+        prompt = raw.get("prompt")
+        return ImageRequest(
+            prompt=prompt if isinstance(prompt, str) else "",
+            model=raw.get("model") if isinstance(raw.get("model"), str) else None,
+        )
+    return ImageRequest(prompt="")
+
+
+def _invalid(index: int, exc: Exception) -> RequestValidationError:
+    error = RequestValidationError(f"request {index}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+class _Source:
+    """The input, pulled one request at a time by whichever worker is free."""
+
+    def __init__(self, requests: RequestSource) -> None:
+        self._async: AsyncIterator[Any] | None = None
+        if isinstance(requests, AsyncIterable):
+            self._async = requests.__aiter__()
+            self._lock = anyio.Lock()
+        else:
+            self._iterator = iter(requests)
+        self._next_index = 0
+        self.exhausted = False
+        self.error: BaseException | None = None
+
+    async def pull(self) -> tuple[int, Any] | None:
+        """The next ``(index, request)``, or ``None`` at the end (or after a failure)."""
+        if self.exhausted:
+            return None
+        if self._async is None:
+            try:
+                raw = next(self._iterator)
+            except StopIteration:
+                self.exhausted = True
+                return None
+            except Exception as exc:
+                self._fail(exc)
+                return None
+        else:
+            async with self._lock:  # an async iterator takes one __anext__ at a time
+                if self.exhausted:
+                    return None
+                try:
+                    raw = await self._async.__anext__()
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    return None
+                except Exception as exc:
+                    self._fail(exc)
+                    return None
+        index = self._next_index
+        self._next_index += 1
+        return index, raw
+
+    def _fail(self, exc: Exception) -> None:
+        # The input broke: send nothing more, let what is in flight settle, then raise it.
+        self.exhausted = True
+        self.error = exc
+
+
+class _Engine:
+    """One batch run: the workers, the abort switch, progress and the checkpoint."""
+
+    def __init__(
+        self,
+        client: AsyncImageClient,
+        source: _Source,
+        *,
+        concurrency: int,
+        workers: int,
+        checked: bool,
+        tracker: Tracker | None,
+        checkpoint: CheckpointPath,
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.concurrency = concurrency
+        self._workers = workers
+        self._checked = checked
+        self._tracker = tracker
+        self._checkpoint_path = checkpoint
+        self._checkpoint: Checkpoint | None = None
+        self._abort: AuthenticationError | InsufficientCreditsError | None = None
+
+    async def open_checkpoint(self) -> None:
+        if self._checkpoint_path is not None and self._checkpoint is None:
+            self._checkpoint = await Checkpoint.open(self._checkpoint_path)
+
+    async def run(self, sink: Callable[[BatchItem], Awaitable[None] | None]) -> None:
+        """Settle every request of the source, handing each to ``sink``."""
+        try:
+            await self.open_checkpoint()
+            checkpoint = self._checkpoint
+            async with anyio.create_task_group() as tg:
+                if checkpoint is not None:
+                    tg.start_soon(checkpoint.run_writer)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._workers):
+                        workers.start_soon(self._work, sink)
+                if checkpoint is not None:
+                    checkpoint.finish()
+        finally:
+            try:
+                if self._checkpoint is not None:
+                    await self._checkpoint.aclose()
+            finally:
+                if self._tracker is not None:
+                    self._tracker.close()
+
+    async def _work(self, sink: Callable[[BatchItem], Awaitable[None] | None]) -> None:
+        pull, settle = self.source.pull, self._settle
+        while (pulled := await pull()) is not None:
+            pending = sink(await settle(*pulled))
+            if pending is not None:
+                await pending
+
+    async def _settle(self, index: int, raw: Any) -> BatchItem:
+        tracker = self._tracker
+        if self._checked:
+            request: ImageRequest = raw
+        else:
+            try:
+                request = self.client.check(ImageRequest.coerce(raw))
+            except Exception as exc:
+                request = raw if isinstance(raw, ImageRequest) else _placeholder(raw)
+                return await self._unsent(index, request, _invalid(index, exc))
+        if self._abort is not None:
+            return await self._unsent(index, request, BatchAbortedError(self._abort))
+
+        checkpoint = self._checkpoint
+        fp = None
+        if checkpoint is not None:
+            try:
+                fp = await fingerprint(request)
+            except Exception:  # an unreadable reference: sent (and failing) as usual
+                fp = None
+            record = checkpoint.take(fp) if fp is not None else None
+            if record is not None:
+                response = response_from_record(record, self.client._store())
+                if tracker is not None:
+                    tracker.on_skipped(index, response)
+                await anyio.lowlevel.checkpoint()
+                return BatchItem(index=index, request=request, response=response)
+
+        hook = None
+        if tracker is not None:
+            tracker.on_started(index)
+
+            def hook(event: RetryEvent) -> None:
+                tracker.on_retried(index, event)
+
+        try:
+            response = await self.client._generate(request, on_retry=hook)
+        except Exception as exc:
+            if isinstance(exc, _ACCOUNT_ERRORS) and self._abort is None:
+                self._abort = exc
+            if checkpoint is not None and fp is not None:
+                checkpoint.add(failure_record(fp, index, exc))
+            if tracker is not None:
+                tracker.on_failed(index, exc, sent=True)
+            return BatchItem(index=index, request=request, error=exc)
+        if checkpoint is not None and fp is not None:
+            checkpoint.add(success_record(fp, index, response))
+        if tracker is not None:
+            tracker.on_succeeded(index, response)
+        return BatchItem(index=index, request=request, response=response)
+
+    async def _unsent(self, index: int, request: ImageRequest, error: Exception) -> BatchItem:
+        if self._tracker is not None:
+            self._tracker.on_failed(index, error, sent=False)
+        await anyio.lowlevel.checkpoint()  # nothing awaited otherwise: stay cancellable
+        return BatchItem(index=index, request=request, error=error)
+
+
+async def _materialize(requests: RequestSource) -> list[Any]:
+    if isinstance(requests, AsyncIterable):
+        return [request async for request in requests]
+    return list(requests)
+
+
+async def _check_all(client: AsyncImageClient, raws: list[Any]) -> list[ImageRequest]:
+    checked: list[ImageRequest] = []
+    bad: list[tuple[int, Exception]] = []
+    for index, raw in enumerate(raws):
+        try:
+            checked.append(client.check(ImageRequest.coerce(raw)))
+        except Exception as exc:
+            bad.append((index, exc))
+        if index % _CHECK_SLICE == _CHECK_SLICE - 1:
+            await anyio.lowlevel.checkpoint()
+    if bad:
+        index, first = bad[0]
+        message = f"request {index}: {first}"
+        if len(bad) > 1:
+            others = ", ".join(str(i) for i, _ in bad[1 : _MAX_LISTED + 1])
+            more = "" if len(bad) <= _MAX_LISTED + 1 else ", ..."
+            message += f" (and {len(bad) - 1} more invalid: requests {others}{more})"
+        raise RequestValidationError(f"nothing was sent: {message}") from first
+    return checked
+
+
+async def generate_many(
+    client: AsyncImageClient,
+    requests: RequestSource,
+    *,
+    concurrency: int | None = None,
+    return_exceptions: bool = False,
+    progress: ProgressArg = None,
+    checkpoint: CheckpointPath = None,
+) -> list[Any]:
+    """Run a batch to the end; see ``AsyncImageClient.generate_many``."""
+    bound = resolve_concurrency(client, concurrency)
+    _check_source(requests)
+    client._ensure_open()
+    checked = await _check_all(client, await _materialize(requests))
+    results: list[Any] = [None] * len(checked)
+
+    def store(item: BatchItem) -> None:
+        results[item.index] = item.response if item.error is None else item.error
+
+    engine = _Engine(
+        client,
+        _Source(checked),
+        concurrency=bound,
+        workers=min(bound, len(checked)),
+        checked=True,
+        tracker=make_tracker(progress, len(checked)),
+        checkpoint=checkpoint,
+    )
+    await engine.run(store)
+    if not return_exceptions:
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            raise BatchError(results) from errors[0]
+    return results
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class BatchIterator(AsyncIterator[BatchItem]):
+    """The settled requests of a batch, in completion order (``client.as_completed``).
+
+    The safe way to use it is as an async context manager: its task group
+    lives in the ``async with`` block, and leaving the block (at the end, by
+    ``break``, on an error or a cancellation) cancels what is still in flight
+    and waits for it::
+
+        async with client.as_completed(prompts) as results:
+            async for item in results:
+                ...
+
+    Iterating it directly (``async for item in client.as_completed(...)``)
+    works too when the loop runs to its end: the first step starts the
+    workers in the calling task, the last one stops them. To leave such a
+    loop early, close it with ``aclose()`` (``contextlib.aclosing``):
+    Python gives an iterator no signal on ``break``, and the workers' task
+    group must be closed by the task that opened it.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        self._engine = engine
+        # A buffer as deep as the pool: workers go on while the consumer handles an item.
+        self._send, self._receive = anyio.create_memory_object_stream[BatchItem](engine.concurrency)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._state = _State.NEW
+        self._owned_by_block = False
+
+    async def __aenter__(self) -> BatchIterator:
+        if self._state is not _State.NEW:
+            raise RuntimeError("this as_completed() iterator was already started")
+        self._owned_by_block = True
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop(exc_type, exc, tb)
+
+    def __aiter__(self) -> BatchIterator:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        if self._state is _State.NEW:
+            await self._start()
+        elif self._state is _State.CLOSED:
+            raise StopAsyncIteration
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            pass
+        except BaseException:
+            if not self._owned_by_block:  # cancelled mid-wait: stop the workers we started
+                await self.aclose()
+            raise
+        if not self._owned_by_block:
+            await self.aclose()
+        error = self._engine.source.error
+        if error is not None:
+            self._engine.source.error = None
+            raise error
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Cancel the requests still in flight, wait for them, and end the iteration."""
+        await self._stop(None, None, None)
+
+    async def _start(self) -> None:
+        self._engine.client._ensure_open()
+        await self._engine.open_checkpoint()  # a locked checkpoint fails here, at once
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._state = _State.RUNNING
+        tg.start_soon(self._produce)
+
+    async def _produce(self) -> None:
+        async with self._send:
+            await self._engine.run(self._send.send)
+
+    async def _stop(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        state, self._state = self._state, _State.CLOSED
+        tg, self._tg = self._tg, None
+        try:
+            if state is _State.RUNNING and tg is not None:
+                tg.cancel_scope.cancel()
+                if isinstance(exc, anyio.get_cancelled_exc_class()):
+                    # The task group's scope decides whether this cancellation was its own.
+                    await tg.__aexit__(exc_type, exc, tb)
+                else:
+                    # Any other error of the consumer's passes by the group unwrapped.
+                    await tg.__aexit__(None, None, None)
+        finally:
+            self._send.close()
+            self._receive.close()
+
+    def __del__(self) -> None:
+        if self._state is _State.RUNNING and not self._owned_by_block:
+            warnings.warn(
+                "an as_completed() iterator was dropped before its end without aclose(); "
+                "use `async with client.as_completed(...) as results:` to leave a loop early",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+
+def as_completed(
+    client: AsyncImageClient,
+    requests: RequestSource,
+    *,
+    concurrency: int | None = None,
+    progress: ProgressArg = None,
+    checkpoint: CheckpointPath = None,
+) -> BatchIterator:
+    """Build the iterator of ``AsyncImageClient.as_completed``."""
+    bound = resolve_concurrency(client, concurrency)
+    _check_source(requests)
+    total = len(requests) if isinstance(requests, Sized) else None
+    engine = _Engine(
+        client,
+        _Source(requests),
+        concurrency=bound,
+        workers=bound if total is None else max(1, min(bound, total)),
+        checked=False,
+        tracker=make_tracker(progress, total),
+        checkpoint=checkpoint,
+    )
+    return BatchIterator(engine)
