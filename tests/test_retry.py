@@ -155,7 +155,7 @@ async def test_total_time_bound_stops_before_a_wait_that_would_pass_it() -> None
 
 async def test_budget_drains_under_a_storm_and_refills_with_successes() -> None:
     """Retry throttling: failures spend tokens until retries stop; successes earn them back."""
-    budget = RetryBudget(max_tokens=4, token_ratio=1.0)
+    budget = RetryBudget(max_tokens=6, token_ratio=1.0)
     policy = RetryPolicy(max_attempts=3)
     attempts = []
     for _ in range(5):
@@ -163,7 +163,7 @@ async def test_budget_drains_under_a_storm_and_refills_with_successes() -> None:
             await call_with_retries(failing([status_error(503)] * 3), policy, budget=budget)
         attempts.append(info.value.attempts)
     assert [3, 1, 1, 1, 1] == attempts
-    for _ in range(3):
+    for _ in range(5):
         await call_with_retries(failing([]), policy, budget=budget)
     assert ("ok", 2) == await call_with_retries(failing([status_error(503)]), policy, budget=budget)
 
