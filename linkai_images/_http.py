@@ -122,10 +122,7 @@ def parse_error_body(status_code: int, content: bytes, content_type: str = "") -
 
 
 def _reason(status_code: int) -> str:
-    try:
-        return httpx.codes(status_code).phrase
-    except ValueError:
-        return "error"
+    return httpx.codes.get_reason_phrase(status_code) or "error"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

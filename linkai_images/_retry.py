@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TypeVar
 
 import anyio
@@ -43,6 +43,10 @@ T = TypeVar("T")
 
 #: Statuses retried by default: transient upstream failures and rate limits.
 DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+def _status_set(statuses: Iterable[int]) -> frozenset[int]:
+    return frozenset(statuses)
 
 
 @attrs.frozen(kw_only=True)
@@ -71,7 +75,7 @@ class RetryPolicy:
     wait_max: float = 30.0
     wait_exp_base: float = 2.0
     retry_statuses: frozenset[int] = attrs.field(
-        default=DEFAULT_RETRY_STATUSES, converter=frozenset
+        default=DEFAULT_RETRY_STATUSES, converter=_status_set
     )
     retry_unsent_only: bool = True
     max_retry_after: float = 120.0

@@ -199,7 +199,8 @@ class ImageClient:
         """
 
         async def call() -> list[Any]:
-            return await self._async.generate_many(requests, **options)
+            results: list[Any] = await self._async.generate_many(requests, **options)
+            return results
 
         return self._run(call)
 
