@@ -1,11 +1,11 @@
 """The fake platform: its rules and its state, and no I/O.
 
 Both front ends, the in-process transport (``_transport.py``) and the loopback
-server (``_server.py``), hand every request to :meth:`FakeLinkAI.handle` (the
-API origin) or :meth:`FakeLinkAI.handle_cdn` (the CDN origin) and get back a
+server (``_server.py``), hand every request to :meth:`FakeLinkAI._handle` (the
+API origin) or :meth:`FakeLinkAI._handle_cdn` (the CDN origin) and get back a
 :class:`Reply`: what to answer, after how long, or to close the connection
 without answering. The front end does the waiting and calls
-:meth:`FakeLinkAI.finish` when the request is over, which keeps the in-flight
+:meth:`FakeLinkAI._finish` when the request is over, which keeps the in-flight
 count true.
 
 The rules are the platform documentation's (``linkai-image-api.zh.txt``) and
@@ -57,6 +57,8 @@ __all__ = [
     "RecordedRequest",
     "ReferenceImage",
     "Reply",
+    "error_body",
+    "inspect_image",
 ]
 
 #: The API key a fake accepts unless told otherwise.
@@ -456,7 +458,8 @@ class FakeLinkAI:
             raise ValueError(
                 f"default_response_format {default_response_format!r} is not 'url' or 'b64_json'"
             )
-        self._lock = threading.Lock()
+        # Re-entrant: a latency function may itself read the fake.
+        self._lock = threading.RLock()
         self._api_key = api_key
         self._credits = credits
         self._banned_words = frozenset(w.lower() for w in banned_words)
@@ -683,12 +686,12 @@ class FakeLinkAI:
 
     # -- the engine (called by the front ends) --------------------------------
 
-    def handle(
+    def _handle(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, *, cdn_url: str
     ) -> Reply:
         """Decide the answer to one API request and record it.
 
-        Every call must be followed by one :meth:`finish`, when the answer
+        Every call must be followed by one :meth:`_finish`, when the answer
         has been sent or abandoned.
 
         Args:
@@ -761,12 +764,12 @@ class FakeLinkAI:
             self._records.append(record)
         return reply
 
-    def finish(self) -> None:
-        """Mark one :meth:`handle` d request as over (answered, dropped or abandoned)."""
+    def _finish(self) -> None:
+        """Mark a request begun by :meth:`_handle` as over (answered, dropped or abandoned)."""
         with self._lock:
             self._in_flight -= 1
 
-    def handle_cdn(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
+    def _handle_cdn(self, method: str, target: str, headers: Mapping[str, str]) -> Reply:
         """Answer one request to the CDN origin and record it.
 
         Args:

@@ -152,7 +152,7 @@ class _Connection(asyncio.Protocol):
             self._waiting.cancel()
             self._waiting = None
             if self._api:
-                self._server.fake.finish()
+                self._server.fake._finish()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -228,11 +228,11 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, head: _Head, body: bytes) -> None:
         fake = self._server.fake
         if self._api:
-            reply = fake.handle(
+            reply = fake._handle(
                 head.method, head.target, head.headers, body, cdn_url=self._server.cdn_url
             )
         else:
-            reply = fake.handle_cdn(head.method, head.target, head.headers)
+            reply = fake._handle_cdn(head.method, head.target, head.headers)
         if reply.delay > 0:
             loop = asyncio.get_running_loop()
             self._waiting = loop.call_later(reply.delay, self._complete, reply, head.keep_alive)
@@ -247,7 +247,7 @@ class _Connection(asyncio.Protocol):
 
     def _finish(self, reply: Reply, keep_alive: bool) -> None:
         if self._api:
-            self._server.fake.finish()
+            self._server.fake._finish()
         if not reply.respond:
             self._close()
         else:

@@ -58,17 +58,17 @@ class FakeTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         return f"<FakeTransport {self.fake!r}>"
 
     def _route(self, request: httpx.Request, body: bytes) -> tuple[Reply, bool]:
-        """The reply, and whether it came from the API (which needs ``finish()``)."""
+        """The reply, and whether it came from the API (which needs ``_finish()``)."""
         method = request.method
         target = request.url.raw_path.decode("ascii")
         host = request.url.host
         if host == _API_HOST:
-            reply = self.fake.handle(
+            reply = self.fake._handle(
                 method, target, _headers(request), body, cdn_url=IN_PROCESS_CDN_URL
             )
             return reply, True
         if host == _CDN_HOST:
-            return self.fake.handle_cdn(method, target, _headers(request)), False
+            return self.fake._handle_cdn(method, target, _headers(request)), False
         raise httpx.ConnectError(
             f"the fake transport serves only {_API_HOST} and {_CDN_HOST}, not {host}",
             request=request,
@@ -111,7 +111,7 @@ class FakeTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             return self._outcome(request, reply, timed_out)
         finally:
             if from_api:
-                self.fake.finish()
+                self.fake._finish()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Serve one request from an ``httpx.Client``.
@@ -136,4 +136,4 @@ class FakeTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
             return self._outcome(request, reply, timed_out)
         finally:
             if from_api:
-                self.fake.finish()
+                self.fake._finish()
