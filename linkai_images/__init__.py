@@ -32,6 +32,7 @@ from ._exceptions import (
 from ._inputs import DEFAULT_MAX_IMAGE_BYTES
 from ._models import BatchItem, GeneratedImage, ImageRequest, ImageResponse
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
+from ._sync import ImageClient
 from ._version import __version__
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DownloadError",
     "GeneratedImage",
+    "ImageClient",
     "ImageRequest",
     "ImageResponse",
     "InsufficientCreditsError",

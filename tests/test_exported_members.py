@@ -26,6 +26,7 @@ EXPECTED = {
     "DEFAULT_MAX_RETRIES",
     "DownloadError",
     "GeneratedImage",
+    "ImageClient",
     "ImageRequest",
     "ImageResponse",
     "InsufficientCreditsError",
