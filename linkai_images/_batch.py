@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._checkpoint import (
     Checkpoint,
@@ -222,12 +223,16 @@ class _Engine:
                 if checkpoint is not None:
                     checkpoint.finish()
         finally:
-            try:
-                if self._checkpoint is not None:
-                    await self._checkpoint.aclose()
-            finally:
-                if self._tracker is not None:
-                    self._tracker.close()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Write out and release the checkpoint, close the progress bar. Idempotent."""
+        try:
+            if self._checkpoint is not None:
+                await self._checkpoint.aclose()
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()
 
     async def _work(self, sink: Callable[[BatchItem], Awaitable[None] | None]) -> None:
         pull, settle = self.source.pull, self._settle
@@ -385,8 +390,8 @@ class BatchIterator(AsyncIterator[BatchItem]):
 
     def __init__(self, engine: _Engine) -> None:
         self._engine = engine
-        # A buffer as deep as the pool: workers go on while the consumer handles an item.
-        self._send, self._receive = anyio.create_memory_object_stream[BatchItem](engine.concurrency)
+        self._send: MemoryObjectSendStream[BatchItem] | None = None
+        self._receive: MemoryObjectReceiveStream[BatchItem] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._state = _State.NEW
         self._owned_by_block = False
@@ -412,7 +417,7 @@ class BatchIterator(AsyncIterator[BatchItem]):
     async def __anext__(self) -> BatchItem:
         if self._state is _State.NEW:
             await self._start()
-        elif self._state is _State.CLOSED:
+        if self._receive is None:  # closed
             raise StopAsyncIteration
         try:
             return await self._receive.receive()
@@ -435,17 +440,24 @@ class BatchIterator(AsyncIterator[BatchItem]):
         await self._stop(None, None, None)
 
     async def _start(self) -> None:
-        self._engine.client._ensure_open()
-        await self._engine.open_checkpoint()  # a locked checkpoint fails here, at once
+        self._state = _State.RUNNING
+        try:
+            self._engine.client._ensure_open()
+            await self._engine.open_checkpoint()  # a locked checkpoint fails here, at once
+        except BaseException:
+            self._state = _State.CLOSED
+            raise
+        # A buffer as deep as the pool: workers go on while the consumer handles an item.
+        send, self._receive = anyio.create_memory_object_stream[BatchItem](self._engine.concurrency)
+        self._send = send
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        self._state = _State.RUNNING
-        tg.start_soon(self._produce)
+        tg.start_soon(self._produce, send)
 
-    async def _produce(self) -> None:
-        async with self._send:
-            await self._engine.run(self._send.send)
+    async def _produce(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+        async with send:
+            await self._engine.run(send.send)
 
     async def _stop(
         self,
@@ -465,8 +477,12 @@ class BatchIterator(AsyncIterator[BatchItem]):
                     # Any other error of the consumer's passes by the group unwrapped.
                     await tg.__aexit__(None, None, None)
         finally:
-            self._send.close()
-            self._receive.close()
+            # The producer may have been cancelled before it ran: close what it would have.
+            for stream in (self._send, self._receive):
+                if stream is not None:
+                    stream.close()
+            self._receive = None
+            await self._engine.aclose()
 
     def __del__(self) -> None:
         if self._state is _State.RUNNING and not self._owned_by_block:

@@ -89,11 +89,12 @@ class ProgressEvent:
 class Tracker:
     """The counters of one batch, turned into ``ProgressEvent`` for a handler."""
 
-    __slots__ = ("_handler", "failed", "in_flight", "retried", "skipped", "started",
+    __slots__ = ("_closed", "_handler", "failed", "in_flight", "retried", "skipped", "started",
                  "succeeded", "total")  # fmt: skip
 
     def __init__(self, handler: ProgressHandler, total: int | None) -> None:
         self._handler = handler
+        self._closed = False
         self.total = total
         self.started = self.in_flight = self.succeeded = self.failed = 0
         self.skipped = self.retried = 0
@@ -149,6 +150,9 @@ class Tracker:
         self._emit("skipped", index, response=response)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         close = getattr(self._handler, "close", None)
         if callable(close):
             close()

@@ -19,6 +19,12 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
 
+#: httpx's request body is an async generator; a request cancelled mid-send leaves it to
+#: the garbage collector, which trio reports (encode/httpx#3686). Not ours to fix here.
+httpx_3686 = pytest.mark.filterwarnings(
+    "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning"
+)
+
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
@@ -140,6 +146,7 @@ async def test_lazy_async_iterable_is_pulled_incrementally(client: AsyncImageCli
     assert max(ahead) <= 2 * 4
 
 
+@httpx_3686
 async def test_infinite_input_and_early_break_cancels_the_workers(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -163,6 +170,7 @@ async def test_infinite_input_and_early_break_cancels_the_workers(
     assert 1 == (await client.generate("after")).attempts
 
 
+@httpx_3686
 async def test_aclose_cancels_in_flight_requests(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -178,6 +186,7 @@ async def test_aclose_cancels_in_flight_requests(
     assert 4 == fake.request_count
 
 
+@httpx_3686
 async def test_cancelling_the_consumer_cancels_the_workers(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -193,6 +202,7 @@ async def test_cancelling_the_consumer_cancels_the_workers(
     assert 1 == (await client.generate("after")).attempts
 
 
+@httpx_3686
 async def test_plain_loop_cancelled_while_waiting_cleans_up(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
