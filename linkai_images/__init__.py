@@ -9,6 +9,7 @@
 from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
 from ._client import AsyncImageClient
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from ._download import save_results
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -72,6 +73,7 @@ __all__ = [
     "__version__",
     "parse_pixel_size",
     "resolve_pixels",
+    "save_results",
     "set_testing",
 ]
 

@@ -14,8 +14,8 @@ import mimetypes
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,13 +28,14 @@ from ._retry import RetryPolicy, call_with_retries
 from ._transport import DOWNLOAD_CONNECTIONS
 
 if TYPE_CHECKING:
-    from ._models import GeneratedImage
+    from ._models import GeneratedImage, ImageResponse
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DOWNLOAD_RETRY_POLICY",
     "Downloader",
     "safe_filename",
+    "save_results",
     "standalone_store",
 ]
 
@@ -126,7 +127,7 @@ class Downloader:
         if image.b64_json:
             return await _decode_inline(image)
         chunks = []
-        async with self._open(self._url_of(image)) as (_, stream):
+        async with self._open(self._url_of(image)) as (_, stream), aclosing(stream):
             async for chunk in stream:
                 chunks.append(chunk)
         return b"".join(chunks)
@@ -152,7 +153,9 @@ class Downloader:
         return image.url
 
     @asynccontextmanager
-    async def _open(self, url: str) -> AsyncIterator[tuple[str | None, AsyncIterator[bytes]]]:
+    async def _open(
+        self, url: str
+    ) -> AsyncIterator[tuple[str | None, AsyncGenerator[bytes, None]]]:
         """Open a download: follow redirects to http(s) only, retry transient failures."""
         async with self._limiter:
             try:
@@ -205,16 +208,18 @@ class Downloader:
             return response
         raise DownloadError(f"{url} redirected more than {_MAX_REDIRECTS} times", url=url)
 
-    async def _capped(self, response: httpx.Response, url: str) -> AsyncIterator[bytes]:
+    async def _capped(self, response: httpx.Response, url: str) -> AsyncGenerator[bytes, None]:
         received = 0
         try:
-            async for chunk in response.aiter_bytes(_CHUNK):
-                received += len(chunk)
-                if received > self.max_bytes:
-                    raise DownloadError(
-                        f"{url} sent more than the cap of {self.max_bytes} bytes", url=url
-                    )
-                yield chunk
+            # httpx types aiter_bytes as an AsyncIterator; it is an async generator.
+            async with aclosing(response.aiter_bytes(_CHUNK)) as chunks:  # type: ignore[type-var]
+                async for chunk in chunks:
+                    received += len(chunk)
+                    if received > self.max_bytes:
+                        raise DownloadError(
+                            f"{url} sent more than the cap of {self.max_bytes} bytes", url=url
+                        )
+                    yield chunk
         except httpx.HTTPError as exc:
             raise DownloadError(f"downloading {url} broke off: {exc}", url=url) from exc
 
@@ -231,7 +236,7 @@ def _sniff_type(data: bytes) -> str | None:
     return None
 
 
-async def _single(data: bytes) -> AsyncIterator[bytes]:
+async def _single(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
@@ -243,11 +248,11 @@ async def _destination(target: Path, url: str, content_type: str | None) -> Path
     return target
 
 
-async def _atomic_write(dest: Path, chunks: AsyncIterator[bytes]) -> None:
+async def _atomic_write(dest: Path, chunks: AsyncGenerator[bytes, None]) -> None:
     """Stream into a hidden temporary file beside ``dest``, then rename it into place."""
     temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
     try:
-        async with await anyio.open_file(temp, "wb") as handle:
+        async with await anyio.open_file(temp, "wb") as handle, aclosing(chunks):
             async for chunk in chunks:
                 await handle.write(chunk)
         await anyio.to_thread.run_sync(os.replace, temp, dest)
@@ -272,3 +277,61 @@ class _StandaloneStore:
 def standalone_store() -> _StandaloneStore:
     """The store of a ``GeneratedImage`` that no client made."""
     return _StandaloneStore()
+
+
+async def save_results(
+    results: Sequence[ImageResponse | BaseException | None],
+    directory: str | os.PathLike[str],
+    *,
+    concurrency: int = DOWNLOAD_CONNECTIONS,
+) -> list[list[Path] | None]:
+    """Save every image of a batch's results into ``directory``, a few at a time.
+
+    Failed entries (exceptions, ``None``) are skipped. Each image is written
+    atomically; an image that fails to download is reported after the others
+    have been saved, so one bad URL does not lose the rest.
+
+    Args:
+        results: the aligned list ``generate_many`` returned (or
+            ``BatchError.results``).
+        directory: where to put the files (created if missing).
+        concurrency: downloads at once.
+
+    Returns:
+        For each entry, the paths written (in ``data`` order), or ``None``
+        for a failed entry.
+
+    Raises:
+        DownloadError: an image could not be saved (the first such error,
+            after every other image was saved).
+    """
+    from ._models import ImageResponse
+
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
+    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+    limiter = anyio.Semaphore(concurrency)
+    saved: list[list[Path] | None] = [
+        [Path()] * len(r.data) if isinstance(r, ImageResponse) else None for r in results
+    ]
+    failures: list[DownloadError] = []
+
+    async def save_one(index: int, position: int, image: GeneratedImage) -> None:
+        async with limiter:
+            try:
+                path = await image.save(directory)
+            except DownloadError as exc:
+                failures.append(exc)
+                return
+        paths = saved[index]
+        assert paths is not None
+        paths[position] = path
+
+    async with anyio.create_task_group() as tg:
+        for index, result in enumerate(results):
+            if isinstance(result, ImageResponse):
+                for position, image in enumerate(result.data):
+                    tg.start_soon(save_one, index, position, image)
+    if failures:
+        raise failures[0]
+    return saved

@@ -184,6 +184,9 @@ class ImageResponse:
         Returns:
             The paths written, aligned with ``data``.
         """
+        import anyio
+
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
         paths = []
         for image in self.data:
             paths.append(await image.save(directory))

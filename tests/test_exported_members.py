@@ -43,6 +43,7 @@ EXPECTED = {
     "__version__",
     "parse_pixel_size",
     "resolve_pixels",
+    "save_results",
     "set_testing",
 }
 
