@@ -277,3 +277,23 @@ def test_reset_forgets_observations_and_queued_faults_but_keeps_configuration() 
         response = client.post("/images/generations", json={"model": "gpt-image-2", "prompt": "x"})
     assert 500 == response.status_code
     assert ("sk-x", 5) == (fake.api_key, fake.credits)
+
+
+def test_a_failing_latency_function_is_shown_not_swallowed(fake: FakeLinkAI) -> None:
+    """A latency function that raises: the server answers 500 naming it, the transport raises it."""
+
+    def broken(rng: random.Random) -> float:
+        raise ZeroDivisionError("bad latency")
+
+    fake.latency = broken
+    body = {"model": "gpt-image-2", "prompt": PROMPT}
+    with fake.serve() as server, httpx.Client(base_url=server.base_url, verify=TLS) as client:
+        response = client.post("/images/generations", json=body)
+    assert 500 == response.status_code
+    assert "ZeroDivisionError('bad latency')" in response.json()["error"]["message"]
+    with (
+        httpx.Client(transport=fake.transport(), base_url=fake.base_url) as client,
+        pytest.raises(ZeroDivisionError),
+    ):
+        client.post("/images/generations", json=body)
+    assert 0 == fake.in_flight

@@ -431,12 +431,17 @@ class FakeLinkAI:
         extra_models: model codes accepted besides the catalog's, unchecked.
         latency: seconds before each API answer, or a function of a seeded
             ``random.Random`` returning them (e.g. ``lambda r: r.uniform(0.1, 0.3)``).
-        seed: seeds the random faults and latency, for repeatable runs.
+        seed: seeds the random faults and latency, for repeatable runs;
+            ``None`` seeds from the operating system.
         default_response_format: ``"url"`` (the platform's) or ``"b64_json"``,
             used when a request does not say.
-        scale: served images are the platform's pixel size divided by this.
+        scale: served images are the platform's pixel size divided by this
+            (1 serves full-size images).
         record_limit: how many recent requests are kept for inspection;
             counters stay exact beyond it.
+
+    Raises:
+        ValueError: a ``scale`` below 1 or an unknown ``default_response_format``.
     """
 
     def __init__(
@@ -724,12 +729,13 @@ class FakeLinkAI:
 
         with self._lock:
             self._request_count += 1
-            self._in_flight += 1
-            self._max_in_flight = max(self._max_in_flight, self._in_flight)
             if prompt is not None:
                 self._attempts[prompt] += 1
             fault = self._next_fault(prompt) if routed else None
+            # Last before counting it in flight: a latency function may raise.
             delay = self._next_delay()
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
 
         if not routed:
             if path == GENERATIONS_PATH:

@@ -227,12 +227,18 @@ class _Connection(asyncio.Protocol):
 
     def _dispatch(self, head: _Head, body: bytes) -> None:
         fake = self._server.fake
-        if self._api:
-            reply = fake._handle(
-                head.method, head.target, head.headers, body, cdn_url=self._server.cdn_url
-            )
-        else:
-            reply = fake._handle_cdn(head.method, head.target, head.headers)
+        try:
+            if self._api:
+                reply = fake._handle(
+                    head.method, head.target, head.headers, body, cdn_url=self._server.cdn_url
+                )
+            else:
+                reply = fake._handle_cdn(head.method, head.target, head.headers)
+        except Exception as exc:  # e.g. a latency function that raised: show it to the test
+            message = f"the fake failed: {exc!r}"
+            reply = Reply(500, (("content-type", "application/json"),), error_body(500, message))
+            self._write(reply, close=True)
+            return
         if reply.delay > 0:
             loop = asyncio.get_running_loop()
             self._waiting = loop.call_later(reply.delay, self._complete, reply, head.keep_alive)
