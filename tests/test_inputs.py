@@ -579,6 +579,17 @@ def test_sliced_encoder_equals_one_shot_b64encode(data: bytes, thirds: int, pref
     assert expected == _b64._encode_joining(view, prefix, 3 * thirds)
 
 
+@PROPERTY
+@given(
+    st.lists(st.one_of(st.binary(max_size=50), st.text(alphabet="ab+/=,:", max_size=50))),
+    st.integers(1, 20),
+)
+def test_sliced_ascii_join_equals_a_plain_join(parts: list[bytes | str], slice_chars: int) -> None:
+    """join_ascii_sliced concatenates bytes and ASCII text exactly, for any slice size."""
+    expected = b"".join(p if isinstance(p, bytes) else p.encode("ascii") for p in parts)
+    assert expected == _b64.join_ascii_sliced(parts, slice_chars=slice_chars)
+
+
 @pytest.mark.parametrize("slice_bytes", [0, -3, 4, 1000])
 def test_slice_sizes_must_be_positive_multiples_of_3(slice_bytes: int) -> None:
     """A slice size that would put padding mid-stream is refused."""
