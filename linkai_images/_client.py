@@ -266,7 +266,7 @@ class AsyncImageClient:
             raise RequestValidationError(
                 f"prompt must be a string, not {type(request.prompt).__name__}"
             )
-        return check_request(request, self.default_model)
+        return check_request(request, self.default_model, max_image_bytes=self.max_image_bytes)
 
     async def _generate(
         self, request: ImageRequest, *, on_retry: RetryHook | None = None

@@ -438,3 +438,15 @@ async def test_read_and_save_download_without_the_key(
     assert data == saved.read_bytes()
     assert fake.cdn_requests
     assert all("authorization" not in r.headers for r in fake.cdn_requests)
+
+
+async def test_oversized_reference_file_is_refused_before_sending(
+    server: FakeServer, fake: FakeLinkAI, tmp_path: Path
+) -> None:
+    """A file over max_image_bytes fails the check, naming its size and the cap; nothing sent."""
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\0" * 5000)
+    async with AsyncImageClient(KEY, base_url=server.base_url, max_image_bytes=1000) as client:
+        with pytest.raises(RequestValidationError, match="1000"):
+            await client.generate("a fox", model="gpt-image-2", images=[big])
+    assert 0 == fake.request_count
