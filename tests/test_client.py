@@ -447,6 +447,6 @@ async def test_oversized_reference_file_is_refused_before_sending(
     big = tmp_path / "big.png"
     big.write_bytes(PNG + b"\0" * 5000)
     async with AsyncImageClient(KEY, base_url=server.base_url, max_image_bytes=1000) as client:
-        with pytest.raises(RequestValidationError, match="1000"):
+        with pytest.raises(RequestValidationError, match="over the cap of 1,000 bytes"):
             await client.generate("a fox", model="gpt-image-2", images=[big])
     assert 0 == fake.request_count
