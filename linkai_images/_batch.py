@@ -21,9 +21,9 @@ already in flight settle on their own.
 
 from __future__ import annotations
 
+import collections
 import enum
 import os
-import warnings
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -181,6 +181,9 @@ class _Source:
         self.error = exc
 
 
+_Sink = Callable[[BatchItem], Awaitable[None] | None]
+
+
 class _Engine:
     """One batch run: the workers, the abort switch, progress and the checkpoint."""
 
@@ -209,19 +212,27 @@ class _Engine:
         if self._checkpoint_path is not None and self._checkpoint is None:
             self._checkpoint = await Checkpoint.open(self._checkpoint_path)
 
-    async def run(self, sink: Callable[[BatchItem], Awaitable[None] | None]) -> None:
-        """Settle every request of the source, handing each to ``sink``."""
+    async def pump(self, sink: _Sink, stop: Callable[[], bool] | None = None) -> None:
+        """Settle requests, handing each to ``sink``, until the input ends or ``stop()``.
+
+        ``stop`` is asked before each pull: once it is true, no new request
+        starts and ``pump`` returns when those in flight have settled.
+        """
+        await self.open_checkpoint()
+        checkpoint = self._checkpoint
+        async with anyio.create_task_group() as tg:
+            if checkpoint is not None:
+                await tg.start(checkpoint.run_writer)
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._workers):
+                    workers.start_soon(self._work, sink, stop)
+            if checkpoint is not None:
+                checkpoint.finish()
+
+    async def run(self, sink: _Sink) -> None:
+        """Settle every request of the input, then release the checkpoint and the bar."""
         try:
-            await self.open_checkpoint()
-            checkpoint = self._checkpoint
-            async with anyio.create_task_group() as tg:
-                if checkpoint is not None:
-                    tg.start_soon(checkpoint.run_writer)
-                async with anyio.create_task_group() as workers:
-                    for _ in range(self._workers):
-                        workers.start_soon(self._work, sink)
-                if checkpoint is not None:
-                    checkpoint.finish()
+            await self.pump(sink)
         finally:
             await self.aclose()
 
@@ -234,9 +245,18 @@ class _Engine:
             if self._tracker is not None:
                 self._tracker.close()
 
-    async def _work(self, sink: Callable[[BatchItem], Awaitable[None] | None]) -> None:
+    def close_now(self) -> None:
+        """``aclose`` without the event loop, for an iterator dropped unfinished."""
+        try:
+            if self._checkpoint is not None:
+                self._checkpoint.close_now()
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()
+
+    async def _work(self, sink: _Sink, stop: Callable[[], bool] | None) -> None:
         pull, settle = self.source.pull, self._settle
-        while (pulled := await pull()) is not None:
+        while not (stop is not None and stop()) and (pulled := await pull()) is not None:
             pending = sink(await settle(*pulled))
             if pending is not None:
                 await pending
@@ -364,83 +384,47 @@ async def generate_many(
 
 class _State(enum.Enum):
     NEW = "new"
-    RUNNING = "running"
+    STREAMING = "streaming"  # inside `async with`: workers run in the block's task group
+    STEPPING = "stepping"  # plain `async for`: workers run only inside __anext__
     CLOSED = "closed"
 
 
 class BatchIterator(AsyncIterator[BatchItem]):
     """The settled requests of a batch, in completion order (``client.as_completed``).
 
-    The safe way to use it is as an async context manager: its task group
-    lives in the ``async with`` block, and leaving the block (at the end, by
-    ``break``, on an error or a cancellation) cancels what is still in flight
-    and waits for it::
+    Two ways to use it, both safe on asyncio and trio:
 
-        async with client.as_completed(prompts) as results:
-            async for item in results:
-                ...
+    - As an async context manager (the fast way): the workers' task group
+      lives in the ``async with`` block, items stream out as they settle
+      with the pool kept full, and leaving the block (at the end, by
+      ``break``, on an error or a cancellation) cancels what is in flight::
 
-    Iterating it directly (``async for item in client.as_completed(...)``)
-    works too when the loop runs to its end: the first step starts the
-    workers in the calling task, the last one stops them. To leave such a
-    loop early, close it with ``aclose()`` (``contextlib.aclosing``):
-    Python gives an iterator no signal on ``break``, and the workers' task
-    group must be closed by the task that opened it.
+          async with client.as_completed(prompts) as results:
+              async for item in results:
+                  ...
+
+    - As a plain async iterator (``async for item in client.as_completed(...)``).
+      Python gives an iterator no signal when a loop is left, and a task
+      group may not outlive the call that opened it, so here requests run
+      only while the loop waits in ``__anext__``: each wave keeps the pool
+      full until ``concurrency`` results are ready, lets the requests in
+      flight finish, and hands the results out in completion order. Nothing
+      runs between two steps, so leaving the loop in any way leaks nothing;
+      the price is some idle pool at the end of each wave.
     """
 
     def __init__(self, engine: _Engine) -> None:
         self._engine = engine
+        self._state = _State.NEW
         self._send: MemoryObjectSendStream[BatchItem] | None = None
         self._receive: MemoryObjectReceiveStream[BatchItem] | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._state = _State.NEW
-        self._owned_by_block = False
+        self._ready: collections.deque[BatchItem] = collections.deque()
 
     async def __aenter__(self) -> BatchIterator:
         if self._state is not _State.NEW:
             raise RuntimeError("this as_completed() iterator was already started")
-        self._owned_by_block = True
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._stop(exc_type, exc, tb)
-
-    def __aiter__(self) -> BatchIterator:
-        return self
-
-    async def __anext__(self) -> BatchItem:
-        if self._state is _State.NEW:
-            await self._start()
-        if self._receive is None:  # closed
-            raise StopAsyncIteration
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            pass
-        except BaseException:
-            if not self._owned_by_block:  # cancelled mid-wait: stop the workers we started
-                await self.aclose()
-            raise
-        if not self._owned_by_block:
-            await self.aclose()
-        error = self._engine.source.error
-        if error is not None:
-            self._engine.source.error = None
-            raise error
-        raise StopAsyncIteration
-
-    async def aclose(self) -> None:
-        """Cancel the requests still in flight, wait for them, and end the iteration."""
-        await self._stop(None, None, None)
-
-    async def _start(self) -> None:
-        self._state = _State.RUNNING
+        self._state = _State.STREAMING
         try:
             self._engine.client._ensure_open()
             await self._engine.open_checkpoint()  # a locked checkpoint fails here, at once
@@ -454,21 +438,82 @@ class BatchIterator(AsyncIterator[BatchItem]):
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._produce, send)
+        return self
 
-    async def _produce(self, send: MemoryObjectSendStream[BatchItem]) -> None:
-        async with send:
-            await self._engine.run(send.send)
-
-    async def _stop(
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        state, self._state = self._state, _State.CLOSED
+        await self._close(exc_type, exc, tb)
+
+    def __aiter__(self) -> BatchIterator:
+        return self
+
+    async def __anext__(self) -> BatchItem:
+        if self._state is _State.STREAMING:
+            return await self._next_streamed()
+        if self._state is _State.NEW:
+            self._engine.client._ensure_open()
+            self._state = _State.STEPPING
+        if not self._ready and self._state is _State.STEPPING:
+            await self._wave()
+        if self._ready:
+            return self._ready.popleft()
+        await self.aclose()
+        self._raise_input_error()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Cancel the requests still in flight, wait for them, and end the iteration."""
+        await self._close(None, None, None)
+
+    # -- inside `async with` ----------------------------------------------------
+
+    async def _produce(self, send: MemoryObjectSendStream[BatchItem]) -> None:
+        async with send:
+            await self._engine.run(send.send)
+
+    async def _next_streamed(self) -> BatchItem:
+        assert self._receive is not None
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
+        self._raise_input_error()
+        raise StopAsyncIteration
+
+    # -- plain `async for` ------------------------------------------------------
+
+    async def _wave(self) -> None:
+        engine, ready = self._engine, self._ready
+        if engine.source.exhausted:
+            return
+        try:
+            await engine.pump(ready.append, stop=lambda: len(ready) >= engine.concurrency)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    # -- common -----------------------------------------------------------------
+
+    def _raise_input_error(self) -> None:
+        error, self._engine.source.error = self._engine.source.error, None
+        if error is not None:
+            raise error
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._state = _State.CLOSED
+        self._ready.clear()
         tg, self._tg = self._tg, None
         try:
-            if state is _State.RUNNING and tg is not None:
+            if tg is not None:
                 tg.cancel_scope.cancel()
                 if isinstance(exc, anyio.get_cancelled_exc_class()):
                     # The task group's scope decides whether this cancellation was its own.
@@ -481,17 +526,12 @@ class BatchIterator(AsyncIterator[BatchItem]):
             for stream in (self._send, self._receive):
                 if stream is not None:
                     stream.close()
-            self._receive = None
             await self._engine.aclose()
 
     def __del__(self) -> None:
-        if self._state is _State.RUNNING and not self._owned_by_block:
-            warnings.warn(
-                "an as_completed() iterator was dropped before its end without aclose(); "
-                "use `async with client.as_completed(...) as results:` to leave a loop early",
-                ResourceWarning,
-                stacklevel=2,
-            )
+        # A plain loop left early: nothing runs, but the checkpoint file may still be open.
+        if self._state is _State.STEPPING:
+            self._engine.close_now()
 
 
 def as_completed(

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import anyio
+import anyio.abc
 
 from ._exceptions import APIStatusError, LinkAIError
 from ._models import GeneratedImage, ImageRequest, ImageResponse
@@ -307,8 +308,16 @@ class Checkpoint:
         self._finishing = True
         self._wakeup.set()
 
-    async def run_writer(self) -> None:
-        """Write queued records until ``finish``; records are batched per thread hop."""
+    async def run_writer(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Write queued records until ``finish``; records are batched per thread hop.
+
+        Start it with ``await tg.start(checkpoint.run_writer)``; it can be run
+        again after it returned.
+        """
+        self._finishing = False
+        task_status.started()
         while True:
             await self._wakeup.wait()
             self._wakeup = anyio.Event()
@@ -350,6 +359,20 @@ class Checkpoint:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def close_now(self) -> None:
+        """Close without the event loop (for a batch dropped by the garbage collector)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pending and self.write_error is None:
+                self._write_sync(b"".join(self._pending))
+        except OSError:  # pragma: no cover - nothing left to report it to
+            pass
+        finally:
+            self._pending.clear()
+            self._close_sync()
 
     def _close_sync(self) -> None:
         try:

@@ -456,8 +456,11 @@ class AsyncImageClient:
                     if item.ok:
                         await item.response.save_all("out/")
 
-        A plain ``async for item in client.as_completed(...)`` works too when
-        the loop runs to its end (or is closed with ``aclose()``).
+        A plain ``async for item in client.as_completed(...)`` works too and
+        may be left at any point, but runs the requests in waves (the pool
+        refills until ``concurrency`` results are ready, then drains), since
+        nothing may run between two steps of a plain loop; ``async with``
+        keeps the pool full all along.
 
         Args:
             requests: ``ImageRequest`` objects, dicts of their fields or prompt

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import anyio
 import pytest
@@ -174,16 +175,54 @@ async def test_infinite_input_and_early_break_cancels_the_workers(
 async def test_aclose_cancels_in_flight_requests(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
-    """aclose() (here through contextlib.aclosing) cancels what is in flight, promptly."""
+    """aclose() inside the block cancels what is in flight, promptly, and ends the loop."""
     fake.fail(Fault.hang(60), prompt="stuck", times=3)
     requests = ["quick", "stuck", "stuck", "stuck"]
-    async with contextlib.aclosing(client.as_completed(requests, concurrency=4)) as items:
+    seen = []
+    async with client.as_completed(requests, concurrency=4) as items:
         async for item in items:
-            assert "quick" == item.request.prompt
+            seen.append(item.request.prompt)
             await wait_until(lambda: fake.in_flight == 3)
-            break
+            await items.aclose()
+    assert ["quick"] == seen
     await wait_until(lambda: fake.in_flight == 0)
-    assert 4 == fake.request_count
+
+
+async def test_plain_loop_left_early_leaves_nothing_running(
+    client: AsyncImageClient, fake: FakeLinkAI
+) -> None:
+    """A plain `async for` broken out of inside a cancel scope: no error, nothing in flight."""
+    fake.latency = 0.01
+    with anyio.CancelScope() as scope:
+        async for item in client.as_completed([f"p{i}" for i in range(100)], concurrency=4):
+            assert item.ok
+            break
+    assert not scope.cancel_called
+    assert 0 == fake.in_flight  # plain loops run requests only inside __anext__
+    # One wave: the pool stays full until `concurrency` results are ready, then drains.
+    assert fake.request_count <= 2 * 4
+    assert 4 == fake.max_in_flight
+
+
+async def test_plain_loop_cancelled_in_its_body_is_clean(client: AsyncImageClient) -> None:
+    """A cancellation landing in a plain loop's body (not in __anext__) corrupts nothing."""
+    with anyio.CancelScope() as scope:
+        async for _ in client.as_completed([f"p{i}" for i in range(20)], concurrency=2):
+            scope.cancel()
+            await anyio.sleep(1)
+    assert scope.cancelled_caught
+    assert 1 == (await client.generate("after")).attempts
+
+
+async def test_plain_loop_with_checkpoint_releases_it_when_dropped(
+    client: AsyncImageClient, tmp_path: Path
+) -> None:
+    """A plain loop left early and dropped releases its checkpoint; the next run may use it."""
+    journal = tmp_path / "run.jsonl"
+    async for _ in client.as_completed(["a", "b", "c"], concurrency=1, checkpoint=journal):
+        break
+    gc.collect()
+    assert 3 == len(await client.generate_many(["a", "b", "c"], checkpoint=journal))
 
 
 @httpx_3686
