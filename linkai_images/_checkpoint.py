@@ -331,7 +331,9 @@ class Checkpoint:
             return
         batch, self._pending = self._pending, []
         try:
-            await anyio.to_thread.run_sync(self._write_sync, b"".join(batch))
+            # Records taken off the queue are written even if the batch is being cancelled.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._write_sync, b"".join(batch))
         except OSError as exc:
             self.write_error = exc
 

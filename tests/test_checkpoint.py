@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from linkai_images import (
@@ -243,3 +244,37 @@ async def test_records_of_other_versions_and_garbage_are_ignored(tmp_path: Path)
         assert checkpoint.take("a" * 64) is None
     finally:
         await checkpoint.aclose()
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning"
+)
+async def test_a_cancelled_batch_journals_what_settled_before(
+    client: AsyncImageClient, fake: FakeLinkAI, tmp_path: Path
+) -> None:
+    """Cancel a batch mid-way: the requests that settled are on file, and a rerun skips them."""
+    journal = tmp_path / "run.jsonl"
+    fake.fail(Fault.hang(60), prompt="stuck")
+    prompts = ["a", "b", "c", "stuck"]
+    settled = anyio.Event()
+
+    def on_progress(event: ProgressEvent) -> None:
+        if event.succeeded == 3:
+            settled.set()
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def run() -> None:
+                await client.generate_many(
+                    prompts, concurrency=4, checkpoint=journal, progress=on_progress
+                )
+
+            tg.start_soon(run)
+            with anyio.fail_after(10):
+                await settled.wait()
+            scope.cancel()
+    assert {"a", "b", "c"} == {prompts[r["index"]] for r in records(journal)}  # type: ignore[index]
+    results = await client.generate_many(prompts, checkpoint=journal)
+    assert [1, 1, 1, 2] == [fake.attempts(p) for p in prompts]
+    assert 4 == len(results)
