@@ -8,10 +8,14 @@ concurrency, the bound stays full while input remains, and memory follows
 the concurrency rather than the size of the batch: nothing about a request
 is kept once it has been handed on.
 
-The sink of ``generate_many`` writes into the aligned result list; the sink
-of ``as_completed`` is a memory object stream read by ``BatchIterator``.
-The client's ``max_concurrency`` still bounds requests across everything
-that shares the client.
+The sink of ``generate_many`` writes into the aligned result list. The
+sink of ``as_completed`` depends on how its ``BatchIterator`` is used: inside
+``async with`` the workers live in the block's task group and feed a memory
+object stream; in a plain ``async for`` they run only inside ``__anext__``,
+in waves, because a task group held open between two steps of a plain loop
+would break the caller's cancel scopes when the loop is left. The client's
+``max_concurrency`` still bounds requests across everything that shares the
+client.
 
 An account-level failure (401: bad key, 406: no credits) would fail every
 further request the same way, so it stops the batch from sending: requests
@@ -271,9 +275,6 @@ class _Engine:
             except Exception as exc:
                 request = raw if isinstance(raw, ImageRequest) else _placeholder(raw)
                 return await self._unsent(index, request, _invalid(index, exc))
-        if self._abort is not None:
-            return await self._unsent(index, request, BatchAbortedError(self._abort))
-
         checkpoint = self._checkpoint
         fp = None
         if checkpoint is not None:
@@ -288,6 +289,8 @@ class _Engine:
                     tracker.on_skipped(index, response)
                 await anyio.lowlevel.checkpoint()
                 return BatchItem(index=index, request=request, response=response)
+        if self._abort is not None:  # after the checkpoint: a result already paid for still counts
+            return await self._unsent(index, request, BatchAbortedError(self._abort))
 
         hook = None
         if tracker is not None:

@@ -278,3 +278,20 @@ async def test_a_cancelled_batch_journals_what_settled_before(
     results = await client.generate_many(prompts, checkpoint=journal)
     assert [1, 1, 1, 2] == [fake.attempts(p) for p in prompts]
     assert 4 == len(results)
+
+
+async def test_recorded_results_are_returned_even_after_an_account_error(
+    client: AsyncImageClient, fake: FakeLinkAI, tmp_path: Path
+) -> None:
+    """Once a 406 stops the batch, requests the checkpoint answers still get their results."""
+    from linkai_images import BatchAbortedError, InsufficientCreditsError
+
+    journal = tmp_path / "run.jsonl"
+    await client.generate_many(["p0", "p1"], checkpoint=journal)
+    fake.credits = 0
+    results = await client.generate_many(
+        ["new", "p0", "p1", "other"], concurrency=1, checkpoint=journal, return_exceptions=True
+    )
+    expected = [InsufficientCreditsError, ImageResponse, ImageResponse, BatchAbortedError]
+    assert expected == [type(result) for result in results]
+    assert [1, 1, 1, 0] == [fake.attempts(p) for p in ["new", "p0", "p1", "other"]]
