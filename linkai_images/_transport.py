@@ -1,28 +1,160 @@
 """Transport choice: the connection pool under the client's httpx API.
 
+The SDK is written against httpx; what moves the bytes is chosen at the first
+request, by the async library that is running it:
+
+- asyncio with aiohttp installed (the ``aiohttp`` extra): ``AiohttpTransport``
+  (``_aiohttp.py``), an aiohttp session behind the httpx transport interface.
+  It is the cheapest measured: about a tenth of raw httpx's CPU per request
+  at 500-way concurrency (``docs/performance.md``).
+- trio, or asyncio without aiohttp: ``PooledTransport`` (``_pool.py``),
+  httpcore's HTTP/1.1 connections in a pool whose checkout does not scan
+  every connection, unlike httpcore's own.
+
 The client bounds its in-flight requests itself (``max_concurrency``), so the
-pool is sized to never make a request that got past that bound wait for a
-connection: a pool timeout can then not happen, whatever the fan-out.
+pool holds that many connections plus the downloads' own: a request that got
+past the bound never waits for a connection, and a pool timeout cannot happen
+whatever the fan-out.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from typing import Literal
+
+import httpcore
 import httpx
 
-__all__ = ["DOWNLOAD_CONNECTIONS", "build_transport", "pool_limits"]
+from ._exceptions import LinkAIError
+
+__all__ = [
+    "DOWNLOAD_CONNECTIONS",
+    "HTTP_BACKENDS",
+    "AutoTransport",
+    "HTTPBackend",
+    "build_transport",
+    "current_async_library",
+]
 
 #: Connections kept beside the generation bound for image downloads.
 DOWNLOAD_CONNECTIONS = 16
+#: Seconds an idle connection is kept for reuse.
+KEEPALIVE_EXPIRY = 30.0
+
+#: What moves the bytes: ``"auto"`` (aiohttp on asyncio when installed, else
+#: httpcore), ``"aiohttp"`` (asyncio only) or ``"httpx"`` (httpcore, any backend).
+HTTPBackend = Literal["auto", "aiohttp", "httpx"]
+HTTP_BACKENDS: tuple[HTTPBackend, ...] = ("auto", "aiohttp", "httpx")
 
 
-def pool_limits(max_concurrency: int) -> httpx.Limits:
-    """Pool limits for a client that keeps at most ``max_concurrency`` requests in flight."""
-    connections = max_concurrency + DOWNLOAD_CONNECTIONS
-    return httpx.Limits(
-        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30.0
-    )
+def current_async_library() -> str:
+    """``"asyncio"`` or ``"trio"``: the library running the current task."""
+    try:
+        import sniffio
+    except ImportError:  # sniffio is optional; trio is then told apart by asking it
+        trio = sys.modules.get("trio")
+        if trio is not None and trio.lowlevel.in_trio_run():
+            return "trio"
+        return "asyncio"
+    return sniffio.current_async_library()
 
 
-def build_transport(max_concurrency: int) -> httpx.AsyncBaseTransport:
-    """The transport a client uses when none is injected."""
-    return httpx.AsyncHTTPTransport(limits=pool_limits(max_concurrency), retries=0)
+def _aiohttp_installed() -> bool:
+    return importlib.util.find_spec("aiohttp") is not None
+
+
+class AutoTransport(httpx.AsyncBaseTransport):
+    """Picks and builds the real transport at the first request.
+
+    Args:
+        max_connections: the pool size.
+        backend: ``"auto"``, ``"aiohttp"`` or ``"httpx"`` (see ``HTTPBackend``).
+        keepalive_expiry: seconds an idle connection is kept for reuse.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        backend: HTTPBackend = "auto",
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
+        self.max_connections = max_connections
+        self.backend = backend
+        self.keepalive_expiry = keepalive_expiry
+        self._inner: httpx.AsyncBaseTransport | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        chosen = type(self._inner).__name__ if self._inner is not None else "not chosen yet"
+        return (
+            f"{type(self).__name__}(backend={self.backend!r}, "
+            f"max_connections={self.max_connections}, transport={chosen})"
+        )
+
+    @property
+    def selected(self) -> httpx.AsyncBaseTransport | None:
+        """The transport in use, once the first request has chosen it."""
+        return self._inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` through the chosen transport (choosing it the first time)."""
+        inner = self._inner or self._choose()
+        return await inner.handle_async_request(request)
+
+    def _choose(self) -> httpx.AsyncBaseTransport:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        library = current_async_library()
+        inner: httpx.AsyncBaseTransport
+        if library == "asyncio" and self.backend != "httpx" and _aiohttp_installed():
+            from ._aiohttp import AiohttpTransport
+
+            inner = AiohttpTransport(
+                max_connections=self.max_connections, keepalive_expiry=self.keepalive_expiry
+            )
+        elif self.backend == "aiohttp":
+            raise LinkAIError(
+                f"http_backend='aiohttp' needs asyncio, but this client runs on {library}; "
+                "use 'auto' or 'httpx'"
+            )
+        else:
+            from ._pool import PooledTransport
+
+            network: httpcore.AsyncNetworkBackend = (
+                httpcore.TrioBackend() if library == "trio" else httpcore.AnyIOBackend()
+            )
+            inner = PooledTransport(
+                max_connections=self.max_connections,
+                keepalive_expiry=self.keepalive_expiry,
+                network_backend=network,
+            )
+        self._inner = inner
+        return inner
+
+    async def aclose(self) -> None:
+        """Close the chosen transport and its connections."""
+        self._closed = True
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+def build_transport(
+    max_concurrency: int, backend: HTTPBackend = "auto"
+) -> httpx.AsyncBaseTransport:
+    """The transport of a client that keeps at most ``max_concurrency`` requests in flight.
+
+    Raises:
+        ValueError: ``backend`` is not one of ``HTTP_BACKENDS``.
+        LinkAIError: ``backend="aiohttp"`` without aiohttp installed.
+    """
+    if backend not in HTTP_BACKENDS:
+        raise ValueError(
+            f"http_backend {backend!r} is not known; choose one of {', '.join(HTTP_BACKENDS)}"
+        )
+    if backend == "aiohttp" and not _aiohttp_installed():
+        raise LinkAIError(
+            "http_backend='aiohttp' needs aiohttp: pip install 'linkai-images[aiohttp]'"
+        )
+    return AutoTransport(max_connections=max_concurrency + DOWNLOAD_CONNECTIONS, backend=backend)

@@ -1,0 +1,227 @@
+"""An httpx transport over an aiohttp session: asyncio's fastest pool under our httpx API.
+
+Hand-written rather than taken from the ``httpx-aiohttp`` package, for two
+reasons. That package maps every ``aiohttp.ClientConnectionError`` to
+``httpx.ConnectTimeout``, including a server that disconnects *after* the
+request was written; the SDK's error boundary (``_http.py``) reads
+``ConnectTimeout`` as "never sent" and would retry a generation the platform
+may already be billing. And it wraps each body chunk in its own error-mapping
+context, CPU that a JSON answer arriving in one piece does not need.
+
+The mapping here follows when aiohttp raises what: connection-establishment
+failures (``ClientConnectorError`` and its subclasses, ``ConnectionTimeoutError``,
+a bad URL) mean nothing was sent; everything else happens once a connection
+was handed to the request and may follow a written request, so it maps to
+``ReadTimeout`` / ``RemoteProtocolError`` / ``WriteError`` / ``ReadError``.
+
+aiohttp has no write timeout; httpx's ``write`` is not enforced here (the read
+timeout still bounds a stalled exchange). aiohttp is imported by this module
+only, and this module only when the first request runs on asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+import yarl
+
+__all__ = ["AiohttpTransport"]
+
+#: Body chunks handed to httpx per read while streaming.
+_READ_CHUNK = 256 * 1024
+#: Distinct timeout settings remembered as ``aiohttp.ClientTimeout`` objects.
+_TIMEOUT_CACHE = 32
+
+
+def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
+    """The httpx error for an aiohttp one, keeping "never sent" apart from "maybe sent"."""
+    message = str(exc) or type(exc).__name__
+    # Raised while acquiring or opening a connection, before any byte was written.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError(message, request=request)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return httpx.UnsupportedProtocol(message, request=request)
+    # From here on the request may have been written, in part or whole.
+    if isinstance(exc, asyncio.TimeoutError):  # SocketTimeoutError and any other timeout
+        return httpx.ReadTimeout(message, request=request)
+    if isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError,
+    ):
+        return httpx.RemoteProtocolError(message, request=request)
+    if isinstance(exc, aiohttp.ClientConnectionResetError):
+        return httpx.WriteError(message, request=request)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return httpx.ReadError(message, request=request)
+    return None
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An aiohttp response body as an httpx stream; closing it frees the connection."""
+
+    __slots__ = ("_request", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.read(_READ_CHUNK):
+                yield chunk
+        except Exception as exc:
+            mapped = _map_error(exc, self._request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        # Returns a fully read connection to the pool; closes one that is not.
+        self._response.release()
+
+
+async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        yield chunk
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends through one ``aiohttp.ClientSession``.
+
+    The session is created at the first request, inside the running loop, and
+    closed by ``aclose``. httpx above it keeps doing redirects, cookies,
+    authentication and content decoding: aiohttp is asked for none of them.
+
+    Args:
+        max_connections: the size of the connection pool.
+        keepalive_expiry: seconds an idle connection is kept for reuse.
+        ssl_context: TLS settings; default httpx's (certifi's CA bundle).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        keepalive_expiry: float = 30.0,
+        ssl_context: Any = None,
+    ) -> None:
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, yarl.URL] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            # A session's connections belong to the loop that opened them.
+            raise RuntimeError(
+                "this client's connections belong to another event loop; "
+                "create one client per event loop"
+            )
+        self._loop = loop
+        ssl_context = self._ssl_context
+        if ssl_context is None:
+            ssl_context = httpx.create_ssl_context()
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            keepalive_timeout=self._keepalive_expiry,
+            ssl=ssl_context,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps cookies, if anyone does
+            auto_decompress=False,  # httpx decodes Content-Encoding itself
+            # Send exactly the headers httpx built, no defaults of aiohttp's own.
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+            timeout=aiohttp.ClientTimeout(total=None),
+            trust_env=False,  # like httpx with an explicit transport: no proxy variables
+        )
+        return self._session
+
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        given = request.extensions.get("timeout") or {}
+        connect = given.get("connect")
+        pool = given.get("pool")
+        key = (connect, given.get("read"), pool)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            # aiohttp's ``connect`` covers the wait for a free connection plus
+            # opening one; ``sock_connect`` the opening alone.
+            acquire = None if connect is None or pool is None else connect + pool
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=acquire, sock_connect=connect, sock_read=key[1]
+            )
+            if len(self._timeouts) >= _TIMEOUT_CACHE:
+                self._timeouts.clear()
+            self._timeouts[key] = timeout
+        return timeout
+
+    def _url(self, request: httpx.Request) -> yarl.URL:
+        raw = str(request.url)
+        url = self._urls.get(raw)
+        if url is None:
+            url = yarl.URL(raw, encoded=True)  # httpx has already percent-encoded it
+            if len(self._urls) >= _TIMEOUT_CACHE:
+                self._urls.clear()
+            self._urls[raw] = url
+        return url
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request``; the response body streams until the response is closed."""
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
+        data: bytes | AsyncIterator[bytes]
+        try:
+            data = request.content
+        except httpx.RequestNotRead:
+            stream = request.stream
+            if isinstance(stream, httpx.ByteStream):  # as httpx builds a redirect
+                data = b"".join(stream)
+            else:
+                assert isinstance(stream, httpx.AsyncByteStream)
+                data = _body(stream)
+        try:
+            response = await session.request(
+                request.method,
+                self._url(request),
+                headers=request.headers.multi_items(),
+                data=data or None,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+            )
+        except Exception as exc:
+            mapped = _map_error(exc, request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_ResponseStream(response, request),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and every connection it holds."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()

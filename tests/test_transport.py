@@ -1,0 +1,390 @@
+"""The transports under the client: choice per backend, error mapping, pooling, closing."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import resource
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import anyio
+import httpx
+import pytest
+
+from linkai_images import APIConnectionError, APITimeoutError, AsyncImageClient, LinkAIError
+from linkai_images._aiohttp import AiohttpTransport, _map_error
+from linkai_images._http import _NEVER_SENT
+from linkai_images._pool import PooledTransport
+from linkai_images._transport import (
+    DOWNLOAD_CONNECTIONS,
+    AutoTransport,
+    HTTPBackend,
+    build_transport,
+)
+from linkai_images.testing import FakeLinkAI, FakeServer, Fault
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "gpt-image-2"
+
+
+@pytest.fixture
+def fake() -> FakeLinkAI:
+    """A fresh fake platform."""
+    return FakeLinkAI()
+
+
+@pytest.fixture
+def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
+    """The fake served on loopback ports."""
+    with fake.serve() as running:
+        yield running
+
+
+@pytest.fixture(params=["auto", "httpx"])
+def backend(request: pytest.FixtureRequest) -> HTTPBackend:
+    """Each transport choice a user can make that runs on every async library."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def client(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> AsyncIterator[AsyncImageClient]:
+    """A client on the fake, over the transport ``backend`` picks, never retrying."""
+    async with AsyncImageClient(
+        fake.api_key,
+        base_url=server.base_url,
+        default_model=MODEL,
+        max_retries=0,
+        max_concurrency=8,
+        transport=build_transport(8, backend),
+    ) as running:
+        yield running
+
+
+def request(url: str, **timeout: float | None) -> httpx.Request:
+    """A generation-like POST carrying per-request timeouts, as the client builds it."""
+    limits = httpx.Timeout(10.0, **timeout)
+    return httpx.Request(
+        "POST",
+        url,
+        content=b'{"model": "gpt-image-2", "prompt": "a fox"}',
+        headers={"Authorization": "Bearer sk-linkai-fake-key", "Content-Type": "application/json"},
+        extensions={"timeout": limits.as_dict()},
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_aiohttp_is_not_imported_with_the_package() -> None:
+    """Importing linkai_images leaves aiohttp unloaded: the extra costs nothing until used."""
+    code = "import sys, linkai_images; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "False" == out.stdout.strip()
+
+
+def test_unknown_backend_is_refused_with_the_choices() -> None:
+    """A misspelt backend names itself and the allowed ones."""
+    with pytest.raises(ValueError, match="'curl' is not known; choose one of auto, aiohttp, httpx"):
+        build_transport(8, "curl")  # type: ignore[arg-type]
+
+
+def test_pool_holds_the_bound_plus_the_downloads() -> None:
+    """The pool is sized so a request past the client's bound never waits for a connection."""
+    transport = build_transport(500)
+    assert isinstance(transport, AutoTransport)
+    assert 500 + DOWNLOAD_CONNECTIONS == transport.max_connections
+
+
+async def test_the_transport_is_chosen_by_the_running_library(
+    client: AsyncImageClient, backend: HTTPBackend, anyio_backend_name: str
+) -> None:
+    """auto: aiohttp on asyncio, the httpcore pool on trio; httpx: the pool everywhere."""
+    transport = client._transport
+    assert isinstance(transport, AutoTransport)
+    assert transport.selected is None
+    await client.generate("a fox")
+    aiohttp_expected = backend == "auto" and anyio_backend_name == "asyncio"
+    expected = AiohttpTransport if aiohttp_expected else PooledTransport
+    assert isinstance(transport.selected, expected)
+
+
+async def test_without_aiohttp_auto_falls_back_to_the_pool(
+    fake: FakeLinkAI, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the aiohttp extra missing, auto sends through the httpcore pool on any backend."""
+    monkeypatch.setattr("linkai_images._transport._aiohttp_installed", lambda: False)
+    transport = build_transport(4)
+    async with httpx.AsyncClient(transport=transport) as http:
+        response = await http.send(request(server.base_url + "/images/generations"))
+    assert (200, PooledTransport) == (response.status_code, type(transport.selected))  # type: ignore[attr-defined]
+
+
+async def test_aiohttp_backend_on_trio_is_refused(
+    server: FakeServer, anyio_backend_name: str
+) -> None:
+    """Asking for aiohttp on trio fails with a message naming the way out; asyncio just works."""
+    transport = build_transport(4, "aiohttp")
+    try:
+        if anyio_backend_name == "trio":
+            with pytest.raises(LinkAIError, match="needs asyncio, but this client runs on trio"):
+                await transport.handle_async_request(request(server.base_url))
+        else:
+            response = await transport.handle_async_request(request(server.base_url))
+            await response.aclose()
+            assert AiohttpTransport is type(transport.selected)  # type: ignore[attr-defined]
+    finally:
+        await transport.aclose()
+
+
+async def test_connection_refused_means_never_sent(client: AsyncImageClient) -> None:
+    """Nothing listening: the error says the request never left (safe to retry)."""
+    client._url = httpx.URL(f"http://127.0.0.1:{closed_port()}/v1/images/generations")
+    with pytest.raises(APIConnectionError) as caught:
+        await client.generate("a fox")
+    assert (False, httpx.ConnectError) == (caught.value.request_sent, type(caught.value.__cause__))
+
+
+async def test_drop_after_the_request_means_sent_and_not_resent(
+    fake: FakeLinkAI, client: AsyncImageClient
+) -> None:
+    """A connection closed after the server read the request: "sent", and never sent again."""
+    await client.generate("warm up a keep-alive connection")
+    fake.fail(Fault.drop(), prompt="a fox")
+    with pytest.raises(APIConnectionError) as caught:
+        await client.generate("a fox")
+    cause = caught.value.__cause__
+    assert (True, httpx.RemoteProtocolError, 1) == (
+        caught.value.request_sent,
+        type(cause),
+        fake.attempts("a fox"),
+    )
+    assert cause is not None
+    assert not isinstance(cause, _NEVER_SENT)
+
+
+async def test_read_timeout_is_mapped_and_counts_as_sent(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """The per-request read timeout fires as httpx.ReadTimeout, then APITimeoutError "sent"."""
+    fake.latency = 5.0
+    async with AsyncImageClient(
+        fake.api_key,
+        base_url=server.base_url,
+        default_model=MODEL,
+        max_retries=0,
+        timeout=httpx.Timeout(10.0, read=0.2),
+        transport=build_transport(4, backend),
+    ) as client:
+        with anyio.fail_after(4):
+            with pytest.raises(APITimeoutError) as caught:
+                await client.generate("a slow fox")
+    assert (True, httpx.ReadTimeout) == (caught.value.request_sent, type(caught.value.__cause__))
+
+
+async def test_pool_exhausted_past_its_size_times_out_as_never_sent(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """Only a transport used past its size waits for a connection, bounded by the pool timeout."""
+    fake.fail(Fault.hang(10), prompt="a fox")
+    transport = AutoTransport(max_connections=1, backend=backend)
+    url = server.base_url + "/images/generations"
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(transport.handle_async_request, request(url))
+            await _wait_for(lambda: fake.in_flight == 1)
+            with pytest.raises((httpx.PoolTimeout, httpx.ConnectTimeout)) as caught:
+                await transport.handle_async_request(request(url, pool=0.2, connect=0.2))
+            tg.cancel_scope.cancel()
+    finally:
+        await transport.aclose()
+    assert isinstance(caught.value, _NEVER_SENT)
+
+
+async def test_keep_alive_reuses_one_connection(
+    client: AsyncImageClient, server: FakeServer
+) -> None:
+    """Sequential calls, downloads included, share connections instead of opening new ones."""
+    for n in range(10):
+        response = await client.generate(f"fox {n}")
+        await response.data[0].read()
+    assert (1, 1) == (server.connections_opened, server.cdn_connections_opened)
+
+
+async def test_concurrent_calls_open_no_more_connections_than_the_bound(
+    client: AsyncImageClient, server: FakeServer, fake: FakeLinkAI
+) -> None:
+    """200 calls at a bound of 8 open at most 8 connections (the pool is reused)."""
+    fake.latency = 0.005
+    async with anyio.create_task_group() as tg:
+        for n in range(200):
+            tg.start_soon(client.generate, f"fox {n}")
+    assert 200 == fake.images_generated
+    assert server.connections_opened <= 8
+
+
+@pytest.fixture
+def many_files() -> Iterator[None]:
+    """Room for 500 client and 500 server sockets in this one process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("many_files")
+async def test_500_way_fan_out_completes_without_pool_timeouts(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """500 calls at max_concurrency=500 all run at once and all succeed."""
+    fake.latency = 1.0
+    errors: list[BaseException] = []
+
+    async def one(n: int) -> None:
+        try:
+            await many.generate(f"fox {n}")
+        except LinkAIError as exc:
+            errors.append(exc)
+
+    async with AsyncImageClient(
+        fake.api_key,
+        base_url=server.base_url,
+        default_model=MODEL,
+        max_retries=0,
+        max_concurrency=500,
+        transport=build_transport(500, backend),
+    ) as many:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for n in range(500):
+                    tg.start_soon(one, n)
+    assert ([], 500) == (errors, fake.images_generated)
+    assert server.connections_opened <= 500
+
+
+async def test_download_streams_and_saves(client: AsyncImageClient, tmp_path: Path) -> None:
+    """A generated image downloads through the same transport, read whole or saved to a file."""
+    response = await client.generate("a fox", size="2K", aspect_ratio="16:9")
+    image = response.data[0]
+    data = await image.read()
+    saved = await image.save(tmp_path / "fox.png")
+    assert (b"\x89PNG", data) == (data[:4], saved.read_bytes())
+
+
+async def test_a_large_body_streams_in_chunks(backend: HTTPBackend) -> None:
+    """A 3 MB body arrives as several chunks through httpx's streaming API."""
+    body = b"x" * 3_000_000
+    with _Redirecting(body) as origin:
+        async with (
+            httpx.AsyncClient(transport=build_transport(4, backend)) as http,
+            http.stream("GET", f"{origin}/big") as response,
+        ):
+            chunks = [chunk async for chunk in response.aiter_raw()]
+    assert (len(body), True) == (sum(map(len, chunks)), len(chunks) > 1)
+
+
+async def test_redirects_are_left_to_httpx(backend: HTTPBackend) -> None:
+    """The transport hands a 302 up; httpx follows it when asked to."""
+    with _Redirecting(b"final") as origin:
+        async with httpx.AsyncClient(transport=build_transport(4, backend)) as http:
+            first = await http.get(f"{origin}/start")
+            followed = await http.get(f"{origin}/start", follow_redirects=True)
+    assert (302, 200, b"final") == (first.status_code, followed.status_code, followed.content)
+
+
+async def test_aclose_closes_every_connection(
+    client: AsyncImageClient, backend: HTTPBackend
+) -> None:
+    """After aclose the session or pool holds nothing open (no unclosed-session warnings)."""
+    await client.generate("a fox")
+    transport = client._transport
+    assert isinstance(transport, AutoTransport)
+    inner = transport.selected
+    await client.aclose()
+    if isinstance(inner, AiohttpTransport):
+        assert inner._session is None
+    else:
+        assert isinstance(inner, PooledTransport)
+        assert 0 == inner.idle_connections
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (aiohttp.ConnectionTimeoutError("connect"), httpx.ConnectTimeout),
+        (aiohttp.InvalidURL("ftp://x"), httpx.UnsupportedProtocol),
+        (aiohttp.SocketTimeoutError("read"), httpx.ReadTimeout),
+        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError("cut off"), httpx.RemoteProtocolError),
+        (aiohttp.ClientConnectionResetError("reset"), httpx.WriteError),
+        (aiohttp.ClientOSError(104, "reset by peer"), httpx.ReadError),
+        (asyncio.TimeoutError(), httpx.ReadTimeout),
+    ],
+)
+def test_aiohttp_errors_keep_sent_apart_from_never_sent(
+    error: Exception, expected: type[httpx.TransportError]
+) -> None:
+    """Only connection-establishment failures map to errors the boundary reads as never sent."""
+    mapped = _map_error(error, httpx.Request("POST", "http://api.test/"))
+    assert expected is type(mapped)
+
+
+async def _wait_for(condition: Callable[[], bool]) -> None:
+    """Poll ``condition()`` until true, for at most 10 s."""
+    with anyio.fail_after(10):
+        # The fake's counters move in its server thread: there is no event to wait on.
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+class _Redirecting:
+    """A tiny threaded HTTP server: ``/start`` redirects to ``/big``, which sends ``body``."""
+
+    def __init__(self, body: bytes) -> None:
+        payload = body
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                if self.path == "/start":
+                    self.send_response(302)
+                    self.send_header("Location", "/big")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
