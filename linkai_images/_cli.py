@@ -25,10 +25,10 @@ from typing import Any
 import anyio
 import attrs
 
-from ._catalog import ALL_ASPECT_RATIOS, CATALOG, ModelSpec
+from ._catalog import CATALOG
 from ._cli_batch import BatchFileError, read_batch_file
 from ._cli_run import describe_error, print_summary, redact, run_jobs, slug
-from ._config import ENV_API_KEY
+from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY
 from ._exceptions import LinkAIError
 from ._retry import RetryEvent
 from ._version import __version__
@@ -92,10 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url", help="the API base URL (default: $LINKAI_BASE_URL, else the platform's)"
     )
     group.add_argument(
-        "--timeout", type=_positive_float, metavar="SECONDS", help="wait per attempt"
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=f"how long one attempt may wait for its answer (default: {DEFAULT_TIMEOUT.read:g})",
     )
     group.add_argument(
-        "--max-retries", type=_count(0), metavar="N", help="retries after the first attempt"
+        "--max-retries",
+        type=_count(0),
+        metavar="N",
+        help=f"retries of a 503/429 after the first attempt (default: {DEFAULT_MAX_RETRIES})",
     )
 
     generate = commands.add_parser(
@@ -251,47 +257,12 @@ def _batch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ratios(spec: ModelSpec) -> str:
-    shown = "all" if spec.aspect_ratios == ALL_ASPECT_RATIOS else " ".join(spec.aspect_ratios)
-    return f"{shown} ({spec.default_aspect_ratio or 'auto'})"
-
-
-def models_table() -> str:
-    """The catalog as an aligned text table, with a key to its notation."""
-    header = ("MODEL", "NAME", "SIZES", "DEFAULT", "ASPECT RATIOS", "QUALITIES", "MAX IMAGES")
-    rows = [header]
-    for spec in CATALOG.values():
-        qualities = " ".join(spec.qualities)
-        rows.append(
-            (
-                spec.code,
-                spec.name,
-                " ".join(spec.sizes) or "-",
-                spec.default_size or "auto",
-                _ratios(spec),
-                f"{qualities} ({spec.default_quality})" if qualities else "-",
-                str(spec.max_images),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    ]
-    lines += [
-        "",
-        f"all: {' '.join(ALL_ASPECT_RATIOS)}. (x): the default; auto: the model decides.",
-        "DEFAULT is the size used when --size is left out. MAX IMAGES: reference images per "
-        "request.",
-        "Other model codes are sent as given, unchecked.",
-    ]
-    return "\n".join(lines)
-
-
 def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([attrs.asdict(spec) for spec in CATALOG.values()], indent=2))
     else:
+        from ._cli_models import models_table
+
         print(models_table())
     return 0
 

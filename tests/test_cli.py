@@ -457,3 +457,10 @@ def test_demo_as_a_child_process(tmp_path: Path) -> None:
     assert "retried 3 times" in result.stdout
     assert "done 14, failed 0" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_the_models_table_in_the_docs_is_current(cli: Run) -> None:
+    """docs/cli.md shows exactly what `linkai-images models` prints."""
+    docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    block = docs.split("$ linkai-images models\n", 1)[1].split("```", 1)[0]
+    assert block == cli("models")[1]
