@@ -18,9 +18,10 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import attrs
@@ -276,6 +277,18 @@ def _demo(args: argparse.Namespace) -> int:
 # --- the entry point --------------------------------------------------------------
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning (a checkpoint that could not be written, ...) as one line, not a source quote."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     """The exceptions inside (nested) exception groups, or ``exc`` itself."""
     inner = getattr(exc, "exceptions", None)
@@ -302,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("linkai_images")
     logger.addHandler(quiet)
     try:
-        status: int = args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status: int = args.run(args)
     except BaseException as exc:
         leaves = _leaves(exc)
         if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):

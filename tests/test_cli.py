@@ -249,6 +249,21 @@ def test_batch_interrupted_by_ctrl_c_resumes(linkai_server: FakeServer, tmp_path
     assert [1, 1, 2] == [fake.attempts(p) for p in ("p1", "p2", "p3")]
 
 
+@pytest.mark.filterwarnings("default")
+def test_a_damaged_checkpoint_is_a_one_line_warning(
+    cli: Run, api: list[str], tmp_path: Path
+) -> None:
+    """A non-JSON line in the checkpoint is skipped with a warning line, not a source quote."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / CHECKPOINT_NAME).write_text("garbage\n")
+    source = write_jsonl(tmp_path / "p.jsonl", "p1")
+    status, _, err = cli("batch", str(source), "--out", str(tmp_path / "out"), "-m", "gpt-image-2",
+                         "--no-progress", *api)  # fmt: skip
+    assert 0 == status
+    assert [f"linkai-images: warning: checkpoint {str(tmp_path / 'out' / CHECKPOINT_NAME)!r}: "
+            "line 1 is not JSON; skipped"] == err.splitlines()  # fmt: skip
+
+
 # --- user errors: one line, no traceback, no key ------------------------------------
 
 
