@@ -28,7 +28,7 @@ import attrs
 
 from ._catalog import CATALOG
 from ._cli_batch import BatchFileError, read_batch_file
-from ._cli_run import describe_error, print_summary, redact, run_jobs, slug
+from ._cli_run import Report, describe_error, print_summary, redact, run_jobs, slug
 from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY
 from ._exceptions import LinkAIError
 from ._retry import RetryEvent
@@ -191,7 +191,7 @@ def _output_paths(output: str | None, prompt: str, count: int, extension: str) -
     """Where ``generate`` puts ``count`` images; see docs/cli.md."""
     if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
         directory = Path(output or ".")
-        stem, extension = slug(prompt), extension
+        stem = slug(prompt)
     else:
         file = Path(output)
         directory, stem, extension = file.parent, file.stem, file.suffix
@@ -242,7 +242,7 @@ def _batch(args: argparse.Namespace) -> int:
     options = _client_options(args)
     options["max_concurrency"] = args.concurrency
 
-    async def run() -> Any:
+    async def run() -> Report:
         async with AsyncImageClient(**options) as client:
             return await run_jobs(
                 client, jobs, args.out, concurrency=args.concurrency, progress=not args.no_progress
