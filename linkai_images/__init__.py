@@ -6,6 +6,8 @@
 ...     await response.data[0].save("fox.png")
 """
 
+import logging
+
 from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
 from ._client import AsyncImageClient
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
@@ -76,6 +78,10 @@ __all__ = [
     "save_results",
     "set_testing",
 ]
+
+# A library logs but never configures logging: without this, Python's last-resort
+# handler would print retry warnings to stderr in scripts that set up no logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Public names report the public module, so tracebacks and reprs point users to it.
 for _name in __all__:
