@@ -108,6 +108,11 @@ class _ImageStore(Protocol):
     async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path: ...
 
 
+def _b64_repr(value: str | None) -> str:
+    # Megabytes of base64 in a repr would drown a notebook or a log line.
+    return "None" if value is None else f"<{len(value)} base64 chars>"
+
+
 @attrs.frozen(kw_only=True)
 class GeneratedImage:
     """One generated image.
@@ -120,7 +125,7 @@ class GeneratedImage:
     """
 
     url: str | None = None
-    b64_json: str | None = attrs.field(default=None, repr=lambda v: f"<{len(v)} base64 chars>")
+    b64_json: str | None = attrs.field(default=None, repr=_b64_repr)
     revised_prompt: str | None = None
     _store: _ImageStore | None = attrs.field(default=None, repr=False, eq=False, alias="store")
 

@@ -173,7 +173,9 @@ class RetryBudget:
         return self._tokens > self.max_tokens / 2
 
 
-class _Testing(threading.local):
+class _Testing:
+    # Process-wide, not per thread: the blocking client's loop thread and a test
+    # server's thread must see the switch their test set.
     active = False
 
 
@@ -184,8 +186,8 @@ def set_testing(testing: bool = True) -> contextlib.AbstractContextManager[None]
     """Make retry waits zero (``True``) or real (``False``), for tests.
 
     Attempts are still counted and bounded; only the sleeping goes. The switch
-    takes effect at once; the returned context manager restores the previous
-    setting on exit::
+    is process-wide (every thread and client) and takes effect at once; the
+    returned context manager restores the previous setting on exit::
 
         with linkai_images.set_testing():
             ...  # 503s are retried without sleeping

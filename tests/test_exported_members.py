@@ -72,3 +72,13 @@ def test_public_classes_and_functions_are_documented_and_report_the_package() ->
 def test_version_comes_from_package_metadata() -> None:
     """`__version__` is the installed distribution's version."""
     assert importlib.metadata.version("linkai-images") == linkai_images.__version__
+
+
+def test_reprs_of_results_never_fail_and_stay_short() -> None:
+    """A URL image, an inline image and a response all have a short, working repr."""
+    url_image = linkai_images.GeneratedImage(url="https://cdn.test/a.png")
+    inline = linkai_images.GeneratedImage(b64_json="A" * 100_000)
+    response = linkai_images.ImageResponse(data=(url_image, inline))
+    assert "b64_json=None" in repr(url_image)
+    assert "<100000 base64 chars>" in repr(inline)
+    assert len(repr(response)) < 500
