@@ -30,13 +30,11 @@ from ._app import (
     DEFAULT_RECORD_LIMIT,
     DEFAULT_SCALE,
     FakeLinkAI,
-    Fault,
     Latency,
-    RecordedCdnRequest,
-    RecordedRequest,
-    ReferenceImage,
 )
+from ._faults import Fault
 from ._png import make_png, png_size
+from ._records import RecordedCdnRequest, RecordedRequest, ReferenceImage
 from ._server import FakeServer
 from ._transport import FakeTransport
 

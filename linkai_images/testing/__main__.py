@@ -19,7 +19,8 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from ._app import DEFAULT_API_KEY, DEFAULT_BANNED_WORDS, FakeLinkAI, Fault, Latency
+from ._app import DEFAULT_API_KEY, DEFAULT_BANNED_WORDS, FakeLinkAI, Latency
+from ._faults import Fault
 
 __all__ = ["main"]
 

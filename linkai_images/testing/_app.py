@@ -1,6 +1,7 @@
-"""The fake platform: its rules and its state, and no I/O.
+"""The fake platform's state and its request handling, with no I/O.
 
-Both front ends, the in-process transport (``_transport.py``) and the loopback
+:class:`FakeLinkAI` holds the configuration and everything observed. Both
+front ends, the in-process transport (``_transport.py``) and the loopback
 server (``_server.py``), hand every request to :meth:`FakeLinkAI._handle` (the
 API origin) or :meth:`FakeLinkAI._handle_cdn` (the CDN origin) and get back a
 :class:`Reply`: what to answer, after how long, or to close the connection
@@ -8,25 +9,17 @@ without answering. The front end does the waiting and calls
 :meth:`FakeLinkAI._finish` when the request is over, which keeps the in-flight
 count true.
 
-The rules are the platform documentation's (``linkai-image-api.zh.txt``) and
-the model table is the SDK's own ``CATALOG``. They are checked here again
-rather than through the SDK's validation helpers, so that a bug there is
-caught by tests against this fake instead of copied into it.
+What a request gets is decided elsewhere: the platform's rules in
+``_rules.py``, injected faults in ``_faults.py``, image URLs and files in
+``_cdn.py``; what is kept of it is ``_records.py``'s.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import collections
-import functools
-import hashlib
-import hmac
 import json
 import os
 import random
-import re
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -34,15 +27,18 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import attrs
 
-from .._catalog import ALL_ASPECT_RATIOS, CATALOG, SIZE_TIERS, ModelSpec, resolve_pixels
-from ._png import make_png, make_png_b64
+from ._cdn import Cdn
+from ._faults import Fault, FaultSchedule, fault_reply
+from ._png import make_png_b64
+from ._records import RecordedCdnRequest, RecordedRequest, inspect_image
+from ._reply import JSON_HEADER, Reply, error_reply
+from ._rules import Job, Rejection, Rules
 
 if TYPE_CHECKING:
     from ._server import FakeServer
     from ._transport import FakeTransport
 
 __all__ = [
-    "CDN_PATH_PREFIX",
     "DEFAULT_API_KEY",
     "DEFAULT_BANNED_WORDS",
     "DEFAULT_RECORD_LIMIT",
@@ -51,13 +47,8 @@ __all__ = [
     "IN_PROCESS_BASE_URL",
     "IN_PROCESS_CDN_URL",
     "FakeLinkAI",
-    "Fault",
     "Latency",
-    "RecordedCdnRequest",
-    "RecordedRequest",
-    "ReferenceImage",
-    "Reply",
-    "error_body",
+    # Re-exported: tests/test_fake_png.py imports it from here.
     "inspect_image",
 ]
 
@@ -75,344 +66,11 @@ IN_PROCESS_BASE_URL = "http://linkai.fake/v1"
 IN_PROCESS_CDN_URL = "http://cdn.linkai.fake"
 #: The one API path.
 GENERATIONS_PATH = "/v1/images/generations"
-#: Where generated images live on the CDN origin.
-CDN_PATH_PREFIX = "/user/generate/"
 
 #: Seconds before an answer: a number, or a function of a seeded ``random.Random``.
 Latency: TypeAlias = float | Callable[[random.Random], float]
 
-FaultKind = Literal["status", "drop", "hang", "malformed_json", "html_error", "empty_error"]
-
-_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "invalid_request_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    406: "insufficient_quota",
-    409: "content_policy_violation",
-    429: "rate_limit_error",
-}
-
-_DEFAULT_MESSAGES: Mapping[int, str] = {
-    429: "too many requests, slow down",
-    500: "internal error",
-    502: "bad gateway",
-    503: "the upstream image service failed; try again",
-    504: "the upstream image service timed out",
-}
-
-_HTML_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    "</body>\r\n</html>\r\n"
-)
-_REASONS: Mapping[int, str] = {
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Temporarily Unavailable",
-    504: "Gateway Time-out",
-}
-
-_JSON = ("content-type", "application/json")
-_MALFORMED_BODY = b'{"created": 1700000000, "data": [{"url": "http://cdn.linkai.fake/user/gen'
-
-
-def _error_type(status_code: int) -> str:
-    default = "server_error" if status_code >= 500 else "invalid_request_error"
-    return _ERROR_TYPES.get(status_code, default)
-
-
-@attrs.frozen(kw_only=True)
-class Fault:
-    """A failure the fake serves instead of the platform's answer.
-
-    Build one with the class methods (:meth:`status`, :meth:`drop`,
-    :meth:`hang`, :meth:`malformed_json`, :meth:`html_error`,
-    :meth:`empty_error`) and hand it to :meth:`FakeLinkAI.fail` or
-    :meth:`FakeLinkAI.fail_randomly`. A faulted request spends no credits.
-
-    Attributes:
-        kind: which failure.
-        status_code: the HTTP status answered, for the kinds that answer.
-        retry_after: the ``Retry-After`` header value (seconds, or a string
-            sent as is, e.g. an HTTP date), or ``None`` for no header.
-        seconds: how long a ``hang`` lasts before the connection is closed.
-        message: the ``error.message`` of a ``status`` fault.
-    """
-
-    kind: FaultKind
-    status_code: int | None = None
-    retry_after: float | str | None = None
-    seconds: float = 0.0
-    message: str | None = None
-
-    @classmethod
-    def status(
-        cls,
-        status_code: int = 503,
-        *,
-        retry_after: float | str | None = None,
-        message: str | None = None,
-    ) -> Fault:
-        """An error answer in the platform's JSON shape.
-
-        Args:
-            status_code: the HTTP status, e.g. 503, 429, 500.
-            retry_after: a ``Retry-After`` header: seconds, or a string sent as is.
-            message: ``error.message``; a stock message for the status when ``None``.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="status", status_code=status_code, retry_after=retry_after, message=message)
-
-    @classmethod
-    def drop(cls) -> Fault:
-        """Read the request, then close the connection without answering.
-
-        The request has reached the platform: a client cannot know whether
-        it was generated. Over the in-process transport this raises
-        ``httpx.RemoteProtocolError``, as a real server disconnect does.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="drop")
-
-    @classmethod
-    def hang(cls, seconds: float = 3600.0) -> Fault:
-        """Answer nothing for ``seconds``, then close the connection.
-
-        Stopping the server does not wait for a hanging request.
-
-        Args:
-            seconds: how long to stay silent.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="hang", seconds=seconds)
-
-    @classmethod
-    def malformed_json(cls) -> Fault:
-        """Answer 200 with ``application/json`` whose body is cut off mid-document.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="malformed_json", status_code=200)
-
-    @classmethod
-    def html_error(cls, status_code: int = 502) -> Fault:
-        """Answer an HTML error page, as a reverse proxy in front of the API does.
-
-        Args:
-            status_code: the HTTP status.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="html_error", status_code=status_code)
-
-    @classmethod
-    def empty_error(cls, status_code: int = 503) -> Fault:
-        """Answer an error status with an empty body.
-
-        Args:
-            status_code: the HTTP status.
-
-        Returns:
-            The fault.
-        """
-        return cls(kind="empty_error", status_code=status_code)
-
-
-@attrs.frozen(kw_only=True)
-class ReferenceImage:
-    """One entry of a request's ``images`` as the fake understood it.
-
-    Attributes:
-        url: the http(s) URL, when the entry was one.
-        mime_type: for a data URI, the type its decoded bytes really are.
-        size: for a data URI, the decoded byte count.
-        error: why the entry was rejected, or ``None`` when it is valid.
-    """
-
-    url: str | None = None
-    mime_type: str | None = None
-    size: int | None = None
-    error: str | None = None
-
-    @property
-    def valid(self) -> bool:
-        """Whether the platform accepts this entry."""
-        return self.error is None
-
-
-@attrs.frozen(kw_only=True)
-class RecordedRequest:
-    """One request to the API origin, as received.
-
-    Attributes:
-        request_id: the ``X-Request-Id`` answered.
-        method: the HTTP method.
-        path: the request target, query included.
-        headers: the headers, names lower-cased (repeats joined with ``", "``).
-        body: the parsed JSON body, or ``None`` when it was not JSON.
-        prompt: ``body["prompt"]`` when it is a string.
-        model: ``body["model"]`` when it is a string.
-        images: each reference image, checked.
-        status: the HTTP status answered; ``None`` when the connection was
-            closed without an answer (``drop``, ``hang``).
-        fault: the injected fault, or ``None`` when the platform's rules answered.
-        received_at: ``time.time()`` on arrival.
-    """
-
-    request_id: str
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: object
-    prompt: str | None
-    model: str | None
-    images: tuple[ReferenceImage, ...]
-    status: int | None
-    fault: Fault | None
-    received_at: float
-
-
-@attrs.frozen(kw_only=True)
-class RecordedCdnRequest:
-    """One request to the CDN origin.
-
-    Attributes:
-        method: the HTTP method.
-        path: the request target.
-        headers: the headers, names lower-cased.
-        status: the HTTP status answered.
-        received_at: ``time.time()`` on arrival.
-    """
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    status: int
-    received_at: float
-
-
-@attrs.frozen
-class Reply:
-    """What a front end does with one request (internal to the fake).
-
-    ``respond=False`` means: wait ``delay`` seconds, then close the connection
-    without an answer. ``head=True`` means: send ``len(body)`` as the length,
-    but not the body.
-    """
-
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    delay: float = 0.0
-    respond: bool = True
-    head: bool = False
-
-
-@attrs.frozen
-class _Job:
-    width: int
-    height: int
-    rgb: tuple[int, int, int]
-    response_format: str
-
-
-@attrs.frozen
-class _Rejection:
-    status: int
-    message: str
-
-
-_DATA_URI = re.compile(r"data:image/(png|jpeg|webp|gif);base64,", re.ASCII)
 _NOT_JSON = object()
-
-
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if len(data) >= 12 and data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def inspect_image(item: object) -> ReferenceImage:
-    """Check one ``images`` entry: an http(s) URL, or a true base64 image data URI."""
-    if not isinstance(item, str):
-        return ReferenceImage(error="is not a string")
-    head = item[:8].lower()
-    if head.startswith(("http://", "https://")):
-        rest = item.split("//", 1)[1]
-        host = rest.split("/", 1)[0].split("?", 1)[0]
-        if not host or any(c.isspace() for c in item):
-            return ReferenceImage(error="is not a valid http(s) URL")
-        return ReferenceImage(url=item)
-    if head.startswith("data:"):
-        match = _DATA_URI.match(item)
-        if match is None:
-            return ReferenceImage(
-                error="is a data URI but not data:image/<png|jpeg|webp|gif>;base64,..."
-            )
-        try:
-            data = base64.b64decode(item[match.end() :], validate=True)
-        except (binascii.Error, ValueError):
-            return ReferenceImage(error="is a data URI whose base64 payload is invalid")
-        declared = f"image/{match[1]}"
-        sniffed = _sniff(data)
-        if sniffed != declared:
-            return ReferenceImage(
-                error=f"says {declared} but its bytes are {sniffed or 'not an image'}"
-            )
-        return ReferenceImage(mime_type=sniffed, size=len(data))
-    return ReferenceImage(error="is neither an http(s) URL nor a data:image/... base64 URI")
-
-
-def _json_body(payload: object) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def error_body(status_code: int, message: str) -> bytes:
-    """The platform's error JSON: ``{"error": {"message": ..., "type": ...}}``."""
-    return _json_body({"error": {"message": message, "type": _error_type(status_code)}})
-
-
-def _format_retry_after(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _choices(values: tuple[str, ...]) -> str:
-    return ", ".join(values)
-
-
-@functools.lru_cache(maxsize=256)
-def _scaled_pixels(size: str, aspect_ratio: str, scale: int) -> tuple[int, int]:
-    width, height = resolve_pixels(size, aspect_ratio)
-    return max(1, width // scale), max(1, height // scale)
-
-
-@functools.lru_cache(maxsize=4096)
-def _colour(prompt: str) -> tuple[int, int, int]:
-    r, g, b = hashlib.blake2b(prompt.encode(), digest_size=3).digest()
-    return r, g, b
-
-
-def _xor(data: bytes, mask: bytes) -> bytes:
-    value = int.from_bytes(data, "big") ^ int.from_bytes(mask, "big")
-    return value.to_bytes(len(data), "big")
 
 
 class FakeLinkAI:
@@ -465,16 +123,18 @@ class FakeLinkAI:
             )
         # Re-entrant: a latency function may itself read the fake.
         self._lock = threading.RLock()
-        self._api_key = api_key
+        self._rules = Rules(
+            api_key=api_key,
+            banned_words=frozenset(w.lower() for w in banned_words),
+            extra_models=frozenset(extra_models),
+            default_response_format=default_response_format,
+            scale=scale,
+        )
         self._credits = credits
-        self._banned_words = frozenset(w.lower() for w in banned_words)
-        self._extra_models = frozenset(extra_models)
         self._latency: Latency = latency
         self._seed = seed
-        self._default_format = default_response_format
-        self._scale = scale
-        self._secret = os.urandom(16)
-        self._rates: dict[Fault, float] = {}
+        self._faults = FaultSchedule(seed)
+        self._cdn = Cdn()
         self._records: collections.deque[RecordedRequest] = collections.deque(maxlen=record_limit)
         self._cdn_records: collections.deque[RecordedCdnRequest] = collections.deque(
             maxlen=record_limit
@@ -485,12 +145,11 @@ class FakeLinkAI:
         self._records.clear()
         self._cdn_records.clear()
         self._attempts: collections.Counter[str] = collections.Counter()
-        self._scripts: dict[str | None, collections.deque[Fault]] = {}
+        self._faults.clear()
         self._request_count = 0
         self._images_generated = 0
         self._in_flight = getattr(self, "_in_flight", 0)
         self._max_in_flight = self._in_flight
-        self._fault_rng = random.Random(f"{self._seed}:faults" if self._seed is not None else None)
         self._latency_rng = random.Random(
             f"{self._seed}:latency" if self._seed is not None else None
         )
@@ -516,11 +175,12 @@ class FakeLinkAI:
     @property
     def api_key(self) -> str:
         """The accepted API key; assign to change it."""
-        return self._api_key
+        return self._rules.api_key
 
     @api_key.setter
     def api_key(self, value: str) -> None:
-        self._api_key = value
+        with self._lock:
+            self._rules = attrs.evolve(self._rules, api_key=value)
 
     @property
     def credits(self) -> int | None:
@@ -535,20 +195,24 @@ class FakeLinkAI:
     @property
     def banned_words(self) -> frozenset[str]:
         """Words (lower case) that get a prompt rejected with 409; assign to change them."""
-        return self._banned_words
+        return self._rules.banned_words
 
     @banned_words.setter
     def banned_words(self, value: Iterable[str]) -> None:
-        self._banned_words = frozenset(w.lower() for w in value)
+        words = frozenset(w.lower() for w in value)
+        with self._lock:
+            self._rules = attrs.evolve(self._rules, banned_words=words)
 
     @property
     def extra_models(self) -> frozenset[str]:
         """Model codes accepted besides the catalog's, with no table checks."""
-        return self._extra_models
+        return self._rules.extra_models
 
     @extra_models.setter
     def extra_models(self, value: Iterable[str]) -> None:
-        self._extra_models = frozenset(value)
+        models = frozenset(value)
+        with self._lock:
+            self._rules = attrs.evolve(self._rules, extra_models=models)
 
     @property
     def latency(self) -> Latency:
@@ -574,10 +238,8 @@ class FakeLinkAI:
             prompt: only attempts with exactly this prompt; ``None`` for any request.
             times: how many attempts.
         """
-        if times < 0:
-            raise ValueError(f"times must not be negative, not {times}")
         with self._lock:
-            self._scripts.setdefault(prompt, collections.deque()).extend([fault] * times)
+            self._faults.queue(fault, prompt=prompt, times=times)
 
     def fail_randomly(self, rate: float, fault: Fault | None = None) -> None:
         """Serve ``fault`` to a seeded-random share ``rate`` of requests.
@@ -590,14 +252,8 @@ class FakeLinkAI:
             fault: what to serve; ``Fault.status(503)`` when ``None``.
         """
         fault = Fault.status(503) if fault is None else fault
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be between 0 and 1, not {rate}")
         with self._lock:
-            self._rates.pop(fault, None)
-            if sum(self._rates.values()) + rate > 1.0 + 1e-9:
-                raise ValueError("the random fault rates add up to more than 1")
-            if rate:
-                self._rates[fault] = rate
+            self._faults.set_rate(fault, rate)
 
     def reset(self) -> None:
         """Forget everything observed and every queued :meth:`fail`; keep the configuration.
@@ -731,7 +387,7 @@ class FakeLinkAI:
             self._request_count += 1
             if prompt is not None:
                 self._attempts[prompt] += 1
-            fault = self._next_fault(prompt) if routed else None
+            fault = self._faults.next(prompt) if routed else None
             # Last before counting it in flight: a latency function may raise.
             delay = self._next_delay()
             self._in_flight += 1
@@ -739,15 +395,15 @@ class FakeLinkAI:
 
         if not routed:
             if path == GENERATIONS_PATH:
-                reply = self._error(405, f"method {method} is not allowed; use POST", request_id)
+                reply = error_reply(405, f"method {method} is not allowed; use POST", request_id)
             else:
-                reply = self._error(404, f"no such endpoint: {path}", request_id)
+                reply = error_reply(404, f"no such endpoint: {path}", request_id)
         elif fault is not None:
-            reply = self._fault_reply(fault, request_id, delay)
+            reply = fault_reply(fault, request_id, delay)
         else:
-            outcome = self._check(headers, parsed, images)
-            if isinstance(outcome, _Rejection):
-                reply = self._error(outcome.status, outcome.message, request_id)
+            outcome = self._rules.check(headers, parsed, images)
+            if isinstance(outcome, Rejection):
+                reply = error_reply(outcome.status, outcome.message, request_id)
             else:
                 reply = self._success(outcome, request_id, cdn_url)
         if fault is None and delay:
@@ -787,18 +443,7 @@ class FakeLinkAI:
             The reply: the PNG, 404 for an unknown path, 405 for a method
             other than GET and HEAD.
         """
-        image = self._decode_image_path(target.split("?", 1)[0])
-        if method not in ("GET", "HEAD"):
-            reply = Reply(405, (("content-type", "text/plain"), ("allow", "GET, HEAD")), b"")
-        elif image is None:
-            reply = Reply(404, (("content-type", "text/plain"),), b"not found\n")
-        else:
-            reply = Reply(
-                200,
-                (("content-type", "image/png"), ("cache-control", "public, max-age=31536000")),
-                make_png(*image),
-                head=method == "HEAD",
-            )
+        reply = self._cdn.answer(method, target)
         record = RecordedCdnRequest(
             method=method,
             path=target,
@@ -812,147 +457,16 @@ class FakeLinkAI:
 
     # -- internals -----------------------------------------------------------
 
-    def _next_fault(self, prompt: str | None) -> Fault | None:
-        for key in (prompt, None) if prompt is not None else (None,):
-            queue = self._scripts.get(key)
-            if queue:
-                fault = queue.popleft()
-                if not queue:
-                    del self._scripts[key]
-                return fault
-        if self._rates:
-            draw = self._fault_rng.random()
-            for fault, rate in self._rates.items():
-                if draw < rate:
-                    return fault
-                draw -= rate
-        return None
-
     def _next_delay(self) -> float:
         latency = self._latency
         value = latency(self._latency_rng) if callable(latency) else latency
         return max(0.0, float(value))
 
-    def _error(self, status: int, message: str, request_id: str) -> Reply:
-        return Reply(status, (_JSON, ("x-request-id", request_id)), error_body(status, message))
-
-    def _fault_reply(self, fault: Fault, request_id: str, delay: float) -> Reply:
-        code = fault.status_code or 503
-        if fault.kind == "drop":
-            return Reply(0, (), b"", delay=delay, respond=False)
-        if fault.kind == "hang":
-            return Reply(0, (), b"", delay=delay + max(0.0, fault.seconds), respond=False)
-        if fault.kind == "malformed_json":
-            return Reply(200, (_JSON, ("x-request-id", request_id)), _MALFORMED_BODY, delay=delay)
-        if fault.kind == "html_error":
-            page = _HTML_PAGE.format(code=code, reason=_REASONS.get(code, "Error"))
-            return Reply(code, (("content-type", "text/html"),), page.encode(), delay=delay)
-        if fault.kind == "empty_error":
-            return Reply(code, (("x-request-id", request_id),), b"", delay=delay)
-        message = fault.message or _DEFAULT_MESSAGES.get(code, f"injected error {code}")
-        headers: tuple[tuple[str, str], ...] = (_JSON, ("x-request-id", request_id))
-        if fault.retry_after is not None:
-            headers += (("retry-after", _format_retry_after(fault.retry_after)),)
-        return Reply(code, headers, error_body(code, message), delay=delay)
-
-    def _check(
-        self, headers: Mapping[str, str], parsed: object, images: tuple[ReferenceImage, ...]
-    ) -> _Job | _Rejection:
-        """The platform's rules, in its order: 401, 400 (body), 402, 400 (fields), 409."""
-        auth = headers.get("authorization", "")
-        if auth != f"Bearer {self._api_key}":
-            scheme, _, key = auth.strip().partition(" ")
-            if not auth:
-                return _Rejection(401, "missing API key; send 'Authorization: Bearer <API key>'")
-            if scheme.lower() != "bearer" or key.strip() != self._api_key:
-                return _Rejection(401, "invalid API key")
-        if not isinstance(parsed, dict):
-            return _Rejection(400, "the request body must be a JSON object")
-        model = parsed.get("model")
-        if not isinstance(model, str) or not model.strip():
-            return _Rejection(400, "model is required: a model code such as 'gpt-image-2'")
-        prompt = parsed.get("prompt")
-        if not isinstance(prompt, str):
-            return _Rejection(400, "prompt is required and must be a string")
-        if not prompt.strip():
-            return _Rejection(400, "prompt must not be empty")
-        spec = CATALOG.get(model)
-        if spec is None and model not in self._extra_models:
-            return _Rejection(402, f"model does not exist or the account may not use it: {model}")
-
-        raw_images = parsed.get("images")
-        if raw_images is not None and not isinstance(raw_images, list):
-            return _Rejection(400, "images must be a list of strings")
-        if spec is not None and len(images) > spec.max_images:
-            return _Rejection(
-                400,
-                f"{len(images)} reference images given; {model} takes at most {spec.max_images}",
-            )
-        for index, image in enumerate(images):
-            if image.error is not None:
-                return _Rejection(400, f"images[{index}] {image.error}")
-
-        job = self._job(spec, parsed, prompt)
-        if isinstance(job, _Rejection):
-            return job
-        lowered = prompt.lower()
-        if any(word in lowered for word in self._banned_words):
-            return _Rejection(409, "content moderation rejected the prompt")
-        return job
-
-    def _job(
-        self, spec: ModelSpec | None, fields: Mapping[str, object], prompt: str
-    ) -> _Job | _Rejection:
-        size = fields.get("size")
-        ratio = fields.get("aspect_ratio")
-        if spec is None:
-            # An unknown model's fields pass unchecked.
-            size = size if isinstance(size, str) and size in SIZE_TIERS else "1K"
-            ratio = ratio if isinstance(ratio, str) and ratio in ALL_ASPECT_RATIOS else "1:1"
-        else:
-            tables = (
-                ("size", spec.sizes),
-                ("aspect_ratio", spec.aspect_ratios),
-                ("quality", spec.qualities),
-            )
-            for name, offered in tables:
-                value = fields.get(name)
-                # A field the model does not have at all is ignored, as the
-                # platform says (size and quality for Nano Banana).
-                if value is None or not offered:
-                    continue
-                if not isinstance(value, str):
-                    return _Rejection(400, f"{name} must be a string, not {value!r}")
-                if value not in offered:
-                    return _Rejection(
-                        400,
-                        f"{name} {value!r} is not offered by {spec.code}; "
-                        f"choose one of {_choices(offered)}",
-                    )
-            if size is None or not spec.sizes:
-                size = spec.default_size or "1K"
-            if ratio is None or not spec.aspect_ratios:
-                ratio = spec.default_aspect_ratio or "1:1"
-        response_format = fields.get("response_format")
-        if response_format is None:
-            response_format = self._default_format
-        if response_format not in ("url", "b64_json"):
-            return _Rejection(
-                400, f"response_format {response_format!r} is not supported; use 'url'"
-            )
-        width, height = _scaled_pixels(str(size), str(ratio), self._scale)
-        return _Job(
-            width=width,
-            height=height,
-            rgb=_colour(prompt),
-            response_format=str(response_format),
-        )
-
-    def _success(self, job: _Job, request_id: str, cdn_url: str) -> Reply:
+    def _success(self, job: Job, request_id: str, cdn_url: str) -> Reply:
         with self._lock:
             if self._credits is not None:
                 if self._credits <= 0:
-                    return self._error(406, "not enough account credits", request_id)
+                    return error_reply(406, "not enough account credits", request_id)
                 self._credits -= 1
             self._images_generated += 1
         # Formatted by hand: this is the hot path of every benchmark, and
@@ -960,37 +474,6 @@ class FakeLinkAI:
         if job.response_format == "b64_json":
             item = f'"b64_json":"{make_png_b64(job.width, job.height, job.rgb)}"'
         else:
-            item = f'"url":"{cdn_url}{CDN_PATH_PREFIX}{self._image_token(job)}.png"'
+            item = f'"url":"{cdn_url}{self._cdn.image_path(job.width, job.height, job.rgb)}"'
         body = f'{{"created":{int(time.time())},"data":[{{{item}}}]}}'
-        return Reply(200, (_JSON, ("x-request-id", request_id)), body.encode())
-
-    # A generated image's URL carries its size and colour, masked and signed,
-    # so the CDN needs no table of every image ever made (benchmarks make
-    # millions) and an invented path still gets 404.
-    def _image_token(self, job: _Job) -> str:
-        nonce = os.urandom(5)
-        plain = struct.pack(">HHBBB", job.width, job.height, *job.rgb)
-        mac = hashlib.blake2b(nonce + plain, key=self._secret, digest_size=4).digest()
-        hex_ = (nonce + _xor(plain, self._mask(nonce)) + mac).hex()
-        return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
-
-    def _mask(self, nonce: bytes) -> bytes:
-        return hashlib.blake2b(nonce, key=self._secret, digest_size=7, person=b"mask").digest()
-
-    def _decode_image_path(self, path: str) -> tuple[int, int, tuple[int, int, int]] | None:
-        if not (path.startswith(CDN_PATH_PREFIX) and path.endswith(".png")):
-            return None
-        token = path[len(CDN_PATH_PREFIX) : -len(".png")].replace("-", "")
-        try:
-            raw = bytes.fromhex(token)
-        except ValueError:
-            return None
-        if len(raw) != 16:
-            return None
-        nonce, masked, mac = raw[:5], raw[5:12], raw[12:]
-        plain = _xor(masked, self._mask(nonce))
-        expected = hashlib.blake2b(nonce + plain, key=self._secret, digest_size=4).digest()
-        if not hmac.compare_digest(expected, mac):
-            return None
-        width, height, r, g, b = struct.unpack(">HHBBB", plain)
-        return width, height, (r, g, b)
+        return Reply(200, (JSON_HEADER, ("x-request-id", request_id)), body.encode())

@@ -17,7 +17,8 @@ import threading
 from http import HTTPStatus
 from types import TracebackType
 
-from ._app import FakeLinkAI, Reply, error_body
+from ._app import FakeLinkAI
+from ._reply import Reply, error_body
 
 __all__ = ["FakeServer"]
 

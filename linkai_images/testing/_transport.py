@@ -8,7 +8,8 @@ from collections.abc import Mapping
 import anyio
 import httpx
 
-from ._app import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, FakeLinkAI, Reply
+from ._app import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, FakeLinkAI
+from ._reply import Reply
 
 __all__ = ["FakeTransport"]
 
