@@ -21,6 +21,7 @@ from ._exceptions import (
     BadRequestError,
     BatchAbortedError,
     BatchError,
+    CheckpointError,
     ClientClosedError,
     ContentModerationError,
     DownloadError,
@@ -34,6 +35,7 @@ from ._exceptions import (
 )
 from ._inputs import DEFAULT_MAX_IMAGE_BYTES
 from ._models import BatchItem, GeneratedImage, ImageRequest, ImageResponse
+from ._progress import ProgressEvent
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
 from ._sync import ImageClient
 from ._version import __version__
@@ -50,6 +52,7 @@ __all__ = [
     "BatchError",
     "BatchItem",
     "CATALOG",
+    "CheckpointError",
     "ClientClosedError",
     "ContentModerationError",
     "DEFAULT_BASE_URL",
@@ -66,6 +69,7 @@ __all__ = [
     "LinkAIError",
     "ModelNotAvailableError",
     "ModelSpec",
+    "ProgressEvent",
     "RateLimitError",
     "RequestValidationError",
     "RetryBudget",

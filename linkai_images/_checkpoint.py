@@ -38,7 +38,7 @@ from typing import IO, Any
 import anyio
 import anyio.abc
 
-from ._exceptions import APIStatusError, LinkAIError
+from ._exceptions import APIStatusError, CheckpointError
 from ._models import GeneratedImage, ImageRequest, ImageResponse
 
 try:  # pragma: no cover - which branch depends on the platform
@@ -255,7 +255,7 @@ class Checkpoint:
         """Open (or create) the journal at ``path``, lock it, and read earlier results.
 
         Raises:
-            LinkAIError: another run holds the checkpoint.
+            CheckpointError: another run holds the checkpoint.
             OSError: the file cannot be opened.
         """
         return await anyio.to_thread.run_sync(cls._open_sync, Path(path))
@@ -268,7 +268,7 @@ class Checkpoint:
                 try:
                     fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    raise LinkAIError(
+                    raise CheckpointError(
                         f"checkpoint {str(path)!r} is in use by another running batch; "
                         "wait for it to finish or use another checkpoint file"
                     ) from None

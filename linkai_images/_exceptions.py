@@ -19,6 +19,7 @@ The tree::
     │   │   └── ServiceUnavailableError  503
     ├── DownloadError                                fetching a generated image failed
     ├── BatchAbortedError                            not sent: the batch stopped on an account error
+    ├── CheckpointError                              a checkpoint file is in use or unusable
     └── BatchError                                   a batch had failures; carries every result
 
 Third-party exceptions (httpx, json) never escape: they are mapped at one
@@ -42,6 +43,7 @@ __all__ = [
     "BadRequestError",
     "BatchAbortedError",
     "BatchError",
+    "CheckpointError",
     "ClientClosedError",
     "ContentModerationError",
     "DownloadError",
@@ -229,6 +231,10 @@ class BatchAbortedError(LinkAIError):
             f"not sent: the batch stopped starting requests after "
             f"{type(cause).__name__} ({cause.status_code}): {cause.message}"
         )
+
+
+class CheckpointError(LinkAIError):
+    """A batch's checkpoint file cannot be used (another running batch holds it)."""
 
 
 class BatchError(LinkAIError):

@@ -13,7 +13,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -181,6 +181,38 @@ def _status_error(response: httpx.Response, content: bytes) -> APIStatusError:
     )
 
 
+class _BodyChunks:
+    """An async iterator over one bytes body that is not an async generator."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body: bytes | None = body
+
+    def __aiter__(self) -> _BodyChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._body is None:
+            raise StopAsyncIteration
+        body, self._body = self._body, None
+        return body
+
+
+class _Body(httpx.ByteStream):
+    """httpx's in-memory body, minus its async generator.
+
+    ``ByteStream.__aiter__`` is an async generator; when a request is cancelled
+    mid-send on trio it is left unfinished and garbage-collected with a
+    ``ResourceWarning`` (encode/httpx#3686). A plain iterator has nothing to finalize.
+    """
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__(body)
+        self._body = body
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _BodyChunks(self._body)
+
+
 #: Sends a request and returns the response with its body read.
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
@@ -204,6 +236,7 @@ async def post_generation(
     request = httpx.Request(
         "POST", url, content=body, headers=headers, extensions={"timeout": timeout.as_dict()}
     )
+    request.stream = _Body(body)
     try:
         response = await send(request)
     except httpx.HTTPError as exc:

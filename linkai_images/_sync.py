@@ -220,10 +220,13 @@ class ImageClient:
         send, receive = anyio.create_memory_object_stream[BatchItem](0)
 
         async def drive() -> None:
-            async with send:
-                async for item in self._async.as_completed(
-                    requests, concurrency=concurrency, **options
-                ):
+            # The context-manager form keeps the bound full; a bare async for
+            # would run in waves (see AsyncImageClient.as_completed).
+            async with (
+                send,
+                self._async.as_completed(requests, concurrency=concurrency, **options) as items,
+            ):
+                async for item in items:
                     await send.send(item)
 
         future = portal.start_task_soon(drive)

@@ -24,13 +24,6 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
 
-#: httpx's request body is an async generator; a request cancelled mid-send leaves it to
-#: the garbage collector, which trio reports (encode/httpx#3686). Not ours to fix here.
-httpx_3686 = pytest.mark.filterwarnings(
-    "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning"
-)
-
-
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
     """Retries in these tests never sleep."""
@@ -222,7 +215,6 @@ async def test_account_error_stops_new_launches(
     assert error.__name__ in str(aborted[0])
 
 
-@httpx_3686
 async def test_cancelling_the_caller_cancels_in_flight_and_client_stays_usable(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -241,7 +233,6 @@ async def test_cancelling_the_caller_cancels_in_flight_and_client_stays_usable(
     assert 1 == response.attempts
 
 
-@httpx_3686
 async def test_move_on_after_around_generate_many(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:

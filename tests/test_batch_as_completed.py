@@ -20,13 +20,6 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
 
-#: httpx's request body is an async generator; a request cancelled mid-send leaves it to
-#: the garbage collector, which trio reports (encode/httpx#3686). Not ours to fix here.
-httpx_3686 = pytest.mark.filterwarnings(
-    "ignore:Async generator 'httpx._content.ByteStream.__aiter__':ResourceWarning"
-)
-
-
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
     """Retries in these tests never sleep."""
@@ -147,7 +140,6 @@ async def test_lazy_async_iterable_is_pulled_incrementally(client: AsyncImageCli
     assert max(ahead) <= 2 * 4
 
 
-@httpx_3686
 async def test_infinite_input_and_early_break_cancels_the_workers(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -171,7 +163,6 @@ async def test_infinite_input_and_early_break_cancels_the_workers(
     assert 1 == (await client.generate("after")).attempts
 
 
-@httpx_3686
 async def test_aclose_cancels_in_flight_requests(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -225,7 +216,6 @@ async def test_plain_loop_with_checkpoint_releases_it_when_dropped(
     assert 3 == len(await client.generate_many(["a", "b", "c"], checkpoint=journal))
 
 
-@httpx_3686
 async def test_cancelling_the_consumer_cancels_the_workers(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:
@@ -241,7 +231,6 @@ async def test_cancelling_the_consumer_cancels_the_workers(
     assert 1 == (await client.generate("after")).attempts
 
 
-@httpx_3686
 async def test_plain_loop_cancelled_while_waiting_cleans_up(
     client: AsyncImageClient, fake: FakeLinkAI
 ) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from linkai_images import (
     AsyncImageClient,
+    CheckpointError,
     ImageRequest,
     ImageResponse,
-    LinkAIError,
     set_testing,
 )
 from linkai_images._checkpoint import Checkpoint, fingerprint
@@ -141,9 +141,9 @@ async def test_a_checkpoint_in_use_is_refused(
     journal = tmp_path / "run.jsonl"
     holder = await Checkpoint.open(journal)
     try:
-        with pytest.raises(LinkAIError, match="in use"):
+        with pytest.raises(CheckpointError, match="in use"):
             await client.generate_many(["a"], checkpoint=journal)
-        with pytest.raises(LinkAIError, match="in use"):
+        with pytest.raises(CheckpointError, match="in use"):
             async with client.as_completed(["a"], checkpoint=journal):
                 pass
     finally:
