@@ -34,7 +34,7 @@ from ._exceptions import (
     ServiceUnavailableError,
 )
 from ._inputs import DEFAULT_MAX_IMAGE_BYTES
-from ._models import BatchItem, GeneratedImage, ImageRequest, ImageResponse
+from ._models import BatchItem, BatchResults, GeneratedImage, ImageRequest, ImageResponse
 from ._progress import ProgressEvent
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
 from ._sync import ImageClient
@@ -51,6 +51,7 @@ __all__ = [
     "BatchAbortedError",
     "BatchError",
     "BatchItem",
+    "BatchResults",
     "CATALOG",
     "CheckpointError",
     "ClientClosedError",

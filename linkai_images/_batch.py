@@ -58,7 +58,7 @@ from ._exceptions import (
     InsufficientCreditsError,
     RequestValidationError,
 )
-from ._models import BatchItem, ImageRequest, RequestLike
+from ._models import BatchItem, BatchResults, ImageRequest, RequestLike
 from ._progress import ProgressArg, Tracker, make_tracker
 
 if TYPE_CHECKING:
@@ -378,11 +378,10 @@ async def generate_many(
         checkpoint=checkpoint,
     )
     await engine.run(store)
-    if not return_exceptions:
-        errors = [result for result in results if isinstance(result, BaseException)]
-        if errors:
-            raise BatchError(results) from errors[0]
-    return results
+    settled = BatchResults(results)
+    if not return_exceptions and settled.errors:
+        raise BatchError(settled) from settled.errors[0]
+    return settled
 
 
 class _State(enum.Enum):

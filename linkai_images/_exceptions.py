@@ -247,7 +247,7 @@ class BatchError(LinkAIError):
     """
 
     def __init__(self, results: Sequence[Any]) -> None:
-        self.results = list(results)
+        self.results = results if isinstance(results, list) else list(results)
         failures = [r for r in self.results if isinstance(r, BaseException)]
         self.errors: list[BaseException] = failures
         first = f"; first: {type(failures[0]).__name__}: {failures[0]}" if failures else ""

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchItem",
+    "BatchResults",
     "GeneratedImage",
     "ImageRequest",
     "ImageResponse",
@@ -223,3 +224,27 @@ class BatchItem:
     def ok(self) -> bool:
         """Whether the request succeeded."""
         return self.error is None
+
+
+class BatchResults(list):  # type: ignore[type-arg]
+    """The aligned results of ``generate_many``: a plain ``list`` that also renders.
+
+    Each entry is an ``ImageResponse``, or the exception its request ended with
+    (with ``return_exceptions=True`` or in ``BatchError.results``). In Jupyter
+    the list shows as a grid of thumbnails, failures marked.
+    """
+
+    @property
+    def responses(self) -> list[ImageResponse]:
+        """The successful results, in input order."""
+        return [r for r in self if isinstance(r, ImageResponse)]
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """The exceptions, in input order."""
+        return [r for r in self if isinstance(r, BaseException)]
+
+    def _repr_html_(self) -> str:
+        from ._display import results_html
+
+        return results_html(self)

@@ -12,6 +12,7 @@ from linkai_images import (
     AuthenticationError,
     BatchAbortedError,
     BatchError,
+    BatchResults,
     ContentModerationError,
     ImageRequest,
     ImageResponse,
@@ -23,6 +24,7 @@ from linkai_images._models import RequestLike
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
@@ -266,3 +268,17 @@ async def test_closed_client_refuses_a_batch(server: FakeServer) -> None:
     with pytest.raises(ClientClosedError):
         await client.generate_many(["p"])
     assert 0 == server.fake.request_count
+
+
+async def test_results_render_as_a_thumbnail_grid_in_notebooks(
+    client: AsyncImageClient, fake: FakeLinkAI
+) -> None:
+    """generate_many's list renders as HTML: one <img> per image, failures named."""
+    fake.fail(Fault.status(409, message="moderated"), prompt="bad")
+    results = await client.generate_many(["a", "bad", "c"], return_exceptions=True)
+    assert isinstance(results, BatchResults)
+    assert (2, 1) == (len(results.responses), len(results.errors))
+    page = results._repr_html_()
+    assert 2 == page.count("<img")
+    assert "2 of 3 succeeded" in page
+    assert "ContentModerationError" in page

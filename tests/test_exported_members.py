@@ -17,6 +17,7 @@ EXPECTED = {
     "BatchAbortedError",
     "BatchError",
     "BatchItem",
+    "BatchResults",
     "CATALOG",
     "CheckpointError",
     "ClientClosedError",
