@@ -22,8 +22,8 @@ only, and this module only when the first request runs on asyncio.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import httpx
@@ -33,6 +33,8 @@ __all__ = ["AiohttpTransport"]
 
 #: Body chunks handed to httpx per read while streaming.
 _READ_CHUNK = 256 * 1024
+#: Bodies up to this size, when announced by Content-Length, are read before returning.
+_EAGER_BODY = 1024 * 1024
 #: Distinct timeout settings remembered as ``aiohttp.ClientTimeout`` objects.
 _TIMEOUT_CACHE = 32
 
@@ -110,7 +112,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         *,
         max_connections: int,
         keepalive_expiry: float = 30.0,
-        ssl_context: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
@@ -132,14 +134,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "create one client per event loop"
             )
         self._loop = loop
-        ssl_context = self._ssl_context
-        if ssl_context is None:
-            ssl_context = httpx.create_ssl_context()
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
             limit_per_host=0,
             keepalive_timeout=self._keepalive_expiry,
-            ssl=ssl_context,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -170,6 +168,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._timeouts[key] = timeout
         return timeout
 
+    def _tls(self) -> ssl.SSLContext:
+        # Built at the first https request only: loading the CA bundle costs
+        # tens of milliseconds that a plain-http base URL never needs.
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
     def _url(self, request: httpx.Request) -> yarl.URL:
         raw = str(request.url)
         url = self._urls.get(raw)
@@ -181,7 +186,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return url
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request``; the response body streams until the response is closed."""
+        """Send ``request``; a large or unsized body streams until the response is closed."""
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
@@ -203,20 +208,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data=data or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),
+                ssl=self._tls() if request.url.scheme == "https" else True,
             )
+            extensions = {
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
+            }
+            length = response.content_length
+            if length is None or length > _EAGER_BODY:
+                return httpx.Response(
+                    response.status,
+                    headers=response.raw_headers,
+                    stream=_ResponseStream(response, request),
+                    extensions=extensions,
+                )
+            # A small body of known length (every API answer) is read here in
+            # one call: cheaper than a stream pulled through httpx's layers.
+            try:
+                content = await response.read()
+            finally:
+                response.release()
         except Exception as exc:
             mapped = _map_error(exc, request)
             if mapped is None:
                 raise
             raise mapped from exc
         return httpx.Response(
-            response.status,
-            headers=response.raw_headers,
-            stream=_ResponseStream(response, request),
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
-            },
+            response.status, headers=response.raw_headers, content=content, extensions=extensions
         )
 
     async def aclose(self) -> None:
