@@ -1,0 +1,222 @@
+"""The contenders of ``run.py``, each measured alone in a fresh process.
+
+Run by ``run.py`` as ``python benchmarks/contenders.py SPEC``, where SPEC is a
+JSON object (``mode``, ``contender``, ``base_url``, ``concurrency``,
+``requests``, ``warmup``); prints one JSON line with the result. Every
+contender sends the same request with no retries; all but ``linkai-many``
+(which bounds itself) run under the same semaphore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import json
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# Runs from a checkout without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODEL = "gpt-image-2"
+ASPECT_RATIO = "16:9"
+API_KEY = "sk-linkai-fake-key"
+
+Send = Callable[[int], Awaitable[None]]
+
+
+async def _ours(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    from linkai_images import AsyncImageClient
+
+    client = AsyncImageClient(
+        API_KEY, base_url=base_url, max_retries=0, max_concurrency=concurrency
+    )
+
+    async def send(i: int) -> None:
+        await client.generate(f"a fox {i}", model=MODEL, aspect_ratio=ASPECT_RATIO)
+
+    return client.aclose, send
+
+
+async def _httpx(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    http = httpx.AsyncClient(
+        base_url=base_url,
+        limits=limits,
+        timeout=httpx.Timeout(600.0, connect=10.0),
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+
+    async def send(i: int) -> None:
+        body = {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+        response = await http.post("images/generations", json=body)
+        response.raise_for_status()
+        response.json()
+
+    return http.aclose, send
+
+
+async def _aiohttp(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency),
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=600.0),
+    )
+    url = base_url.rstrip("/") + "/images/generations"
+
+    async def send(i: int) -> None:
+        body = {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+        async with session.post(url, json=body) as response:
+            response.raise_for_status()
+            await response.json()
+
+    return session.close, send
+
+
+async def _openai(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=API_KEY, max_retries=0)
+
+    async def send(i: int) -> None:
+        await client.images.generate(
+            model=MODEL, prompt=f"a fox {i}", extra_body={"aspect_ratio": ASPECT_RATIO}
+        )
+
+    return client.close, send
+
+
+FACTORIES = {
+    "linkai": _ours,
+    "linkai-trio": _ours,
+    "httpx": _httpx,
+    "aiohttp": _aiohttp,
+    "openai": _openai,
+}
+
+
+async def _bounded(send: Send, start: int, n: int, concurrency: int) -> collections.Counter[str]:
+    """Send ``n`` requests, at most ``concurrency`` at once; count failures by type."""
+    import anyio
+
+    failures: collections.Counter[str] = collections.Counter()
+    limiter = anyio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with limiter:
+            try:
+                await send(i)
+            except Exception as exc:
+                failures[type(exc).__name__] += 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(start, start + n):
+            tg.start_soon(one, i)
+    return failures
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """One contender, one case: warm up, then time ``requests`` requests."""
+    contender, base_url = spec["contender"], spec["base_url"]
+    concurrency, requests, warmup = spec["concurrency"], spec["requests"], spec["warmup"]
+    if contender == "linkai-many":
+        from linkai_images import AsyncImageClient
+
+        client = AsyncImageClient(
+            API_KEY, base_url=base_url, max_retries=0, max_concurrency=concurrency
+        )
+        close: Any = client.aclose
+
+        async def run(start: int, n: int) -> collections.Counter[str]:
+            prompts = [
+                {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+                for i in range(start, start + n)
+            ]
+            results = await client.generate_many(prompts, return_exceptions=True)
+            return collections.Counter(
+                type(r).__name__ for r in results if isinstance(r, BaseException)
+            )
+    else:
+        close, send = await FACTORIES[contender](base_url, concurrency)
+
+        async def run(start: int, n: int) -> collections.Counter[str]:
+            return await _bounded(send, start, n, concurrency)
+
+    if warmup:
+        await run(0, warmup)
+    gc.collect()
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    failures = await run(warmup, requests)
+    cpu, wall = _cpu_seconds() - cpu, time.perf_counter() - wall
+    await close()
+    return {
+        "cpu_us": cpu / requests * 1e6,
+        "wall_s": wall,
+        "failures": sum(failures.values()),
+        "errors": dict(failures),
+    }
+
+
+async def _rss(spec: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS growth of ``as_completed`` over lazily generated requests."""
+    from linkai_images import AsyncImageClient
+
+    def prompts(n: int) -> Iterator[dict[str, str]]:
+        for i in range(n):
+            yield {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+
+    async with AsyncImageClient(
+        API_KEY, base_url=spec["base_url"], max_retries=0, max_concurrency=spec["concurrency"]
+    ) as client:
+
+        async def drain(n: int) -> collections.Counter[str]:
+            outcome: collections.Counter[str] = collections.Counter()
+            async with client.as_completed(prompts(n)) as items:
+                async for item in items:
+                    outcome["ok" if item.ok else type(item.error).__name__] += 1
+            return outcome
+
+        await drain(2 * spec["concurrency"])
+        gc.collect()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        wall = time.perf_counter()
+        outcome = await drain(spec["requests"])
+        wall = time.perf_counter() - wall
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    failures = {k: v for k, v in outcome.items() if k != "ok"}
+    return {
+        "rss_growth_mb": (after - before) / 1024,  # ru_maxrss is in KiB on Linux
+        "wall_s": wall,
+        "failures": sum(failures.values()),
+        "errors": failures,
+    }
+
+
+def worker(spec: dict[str, Any]) -> None:
+    """Child process: run one measurement and print it as one JSON line."""
+    measure = _rss if spec["mode"] == "rss" else _measure
+    if spec["contender"] == "linkai-trio":
+        import anyio
+
+        result = anyio.run(measure, spec, backend="trio")
+    else:
+        result = asyncio.run(measure(spec))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    worker(json.loads(sys.argv[1]))

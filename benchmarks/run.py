@@ -1,0 +1,366 @@
+"""Client benchmarks on the loopback fake: our client against raw httpx, raw aiohttp and openai.
+
+Run: ``python benchmarks/run.py [case ...] [--reps 3] [--readme]``
+
+Cases (all by default):
+
+- ``cpu``: client CPU time per request (``resource.getrusage``) at
+  concurrency 1, 100 and 500 with the fake answering at once;
+- ``fanout``: 640 requests, 64 at a time, 200 ms each: wall time against the
+  ideal 2.0 s;
+- ``wide``: 1,000 requests at once, 2 s each: failures (pool timeouts) and
+  wall time against the ideal 2.0 s;
+- ``rss``: peak RSS growth of ``as_completed`` over 100,000 lazily generated
+  requests.
+
+The fake (``python -m linkai_images.testing serve``) runs in its own process
+and every measurement in a fresh one, pinned apart with ``taskset`` where
+there are two CPUs (server on the second, client on the first). Contenders
+run interleaved (A B C D, A B C D, ...) and the table shows medians. Each
+sends the same request (``gpt-image-2``, a prompt, ``aspect_ratio``) with no
+retries, and bounds its requests in flight with one semaphore (our client's
+``generate_many``/``as_completed`` bound themselves):
+
+- ``linkai``: ``AsyncImageClient.generate`` (the default transport: aiohttp
+  on asyncio when installed);
+- ``linkai-many``: ``AsyncImageClient.generate_many``;
+- ``linkai-trio``: ``AsyncImageClient.generate`` on trio (the httpcore pool);
+- ``httpx``: raw ``httpx.AsyncClient`` with its limits raised to the concurrency;
+- ``aiohttp``: raw ``aiohttp.ClientSession``;
+- ``openai``: ``AsyncOpenAI(...).images.generate`` (its default pool).
+
+``--readme`` writes the table into ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+CPU_CONCURRENCY = (1, 100, 500)
+#: Requests measured and warm-up requests (which open the pool) per concurrency.
+CPU_REQUESTS = {1: (300, 20), 100: (1200, 100), 500: (1500, 500)}
+CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "httpx", "aiohttp", "openai")
+FANOUT = {"latency": 0.2, "concurrency": 64, "requests": 640}
+WIDE = {"latency": 2.0, "concurrency": 1000, "requests": 1000}
+RSS_REQUESTS = 100_000
+RSS_CONCURRENCY = 64
+README = HERE / "README.md"
+MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _cpus() -> tuple[list[str], list[str]]:
+    """taskset prefixes for the client and the server, empty where pinning is not possible."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if shutil.which("taskset") and len(allowed) >= 2:
+        return ["taskset", "-c", str(allowed[0])], ["taskset", "-c", str(allowed[1])]
+    return [], []
+
+
+CLIENT_PIN, SERVER_PIN = _cpus()
+
+
+def _raise_file_limit() -> None:
+    """1,000-way fan-out needs more than the usual 1,024 descriptors (children inherit this)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 8192 if hard == resource.RLIM_INFINITY else min(8192, hard)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+@contextmanager
+def fake_server(latency: float) -> Iterator[str]:
+    """The fake API in its own (pinned) process; yields its base URL."""
+    command = [sys.executable, "-m", "linkai_images.testing", "serve", "--latency", str(latency)]
+    process = subprocess.Popen(
+        SERVER_PIN + command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("LINKAI_BASE_URL="):
+            raise RuntimeError(f"the fake did not start: {line!r}")
+        yield line.partition("=")[2]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in a fresh, pinned interpreter."""
+    command = [sys.executable, str(HERE / "contenders.py"), json.dumps(spec)]
+    done = subprocess.run(
+        CLIENT_PIN + command, capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{spec['contender']} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _interleaved(
+    specs: Sequence[dict[str, Any]], reps: int, label: str
+) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for rep in range(reps):
+        for spec in specs:
+            result = run_worker(spec)
+            results[spec["contender"]].append(result)
+            shown = f"{result['cpu_us']:.0f} us/req" if "cpu_us" in result else ""
+            print(
+                f"  [{label} rep {rep + 1}/{reps}] {spec['contender']:12s} {shown} "
+                f"wall {result['wall_s']:.2f} s, failures {result['failures']}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+def _median(results: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in results))
+
+
+def case_cpu(reps: int) -> list[str]:
+    """Client CPU per request at zero latency, C = 1, 100, 500."""
+    table: dict[int, dict[str, float]] = {}
+    failures: dict[int, dict[str, int]] = {}
+    with fake_server(0.0) as base_url:
+        for concurrency in CPU_CONCURRENCY:
+            requests, warmup = CPU_REQUESTS[concurrency]
+            specs = [
+                {
+                    "mode": "cpu",
+                    "contender": c,
+                    "base_url": base_url,
+                    "concurrency": concurrency,
+                    "requests": requests,
+                    "warmup": warmup,
+                }
+                for c in CONTENDERS
+            ]
+            results = _interleaved(specs, reps, f"cpu C={concurrency}")
+            table[concurrency] = {c: _median(results[c], "cpu_us") for c in CONTENDERS}
+            failures[concurrency] = {c: sum(r["failures"] for r in results[c]) for c in CONTENDERS}
+    lines = [
+        f"Client CPU time per request, zero latency (median of {reps}; us):",
+        "",
+        "| contender | " + " | ".join(f"C={c}" for c in CPU_CONCURRENCY) + " |",
+        "|---|" + "---:|" * len(CPU_CONCURRENCY),
+    ]
+    for contender in CONTENDERS:
+        cells = []
+        for concurrency in CPU_CONCURRENCY:
+            cell = f"{table[concurrency][contender]:,.0f}"
+            if failures[concurrency][contender]:
+                cell += f" ({failures[concurrency][contender]} failed)"
+            cells.append(cell)
+        lines.append(f"| {contender} | " + " | ".join(cells) + " |")
+    ours = {c: table[c]["linkai"] for c in CPU_CONCURRENCY}
+    lines += [
+        "",
+        "| target | measured | holds |",
+        "|---|---:|:---:|",
+        _target("C=500: linkai / aiohttp <= 1.5", ours[500] / table[500]["aiohttp"], 1.5),
+        _target("C=500: linkai / httpx <= 0.2", ours[500] / table[500]["httpx"], 0.2),
+        _target("C=100: linkai / openai <= 0.35", ours[100] / table[100]["openai"], 0.35),
+        _target(
+            "C=500: linkai-many / aiohttp <= 1.5",
+            table[500]["linkai-many"] / table[500]["aiohttp"],
+            1.5,
+        ),
+    ]
+    return lines
+
+
+def _target(name: str, value: float, limit: float, *, at_least: bool = False) -> str:
+    holds = value >= limit if at_least else value <= limit
+    return f"| {name} | {value:.2f} | {'yes' if holds else 'NO'} |"
+
+
+def _wall_case(
+    reps: int, params: dict[str, Any], contenders: Sequence[str], label: str
+) -> dict[str, list[dict[str, Any]]]:
+    with fake_server(params["latency"]) as base_url:
+        specs = [
+            {
+                "mode": "wall",
+                "contender": c,
+                "base_url": base_url,
+                "concurrency": params["concurrency"],
+                "requests": params["requests"],
+                "warmup": 0,
+            }
+            for c in contenders
+        ]
+        return _interleaved(specs, reps, label)
+
+
+def case_fanout(reps: int) -> list[str]:
+    """640 requests of 200 ms, 64 at a time: the ideal is 2.0 s."""
+    p = FANOUT
+    ideal = p["latency"] * p["requests"] / p["concurrency"]
+    results = _wall_case(reps, p, CONTENDERS, "fanout")
+    lines = [
+        f"Fan-out: {p['requests']} requests x {p['latency'] * 1000:.0f} ms, "
+        f"{p['concurrency']} at a time; ideal {ideal:.1f} s (median of {reps}):",
+        "",
+        "| contender | wall (s) | ideal / wall | failures |",
+        "|---|---:|---:|---:|",
+    ]
+    for c in CONTENDERS:
+        wall = _median(results[c], "wall_s")
+        failed = sum(r["failures"] for r in results[c])
+        lines.append(f"| {c} | {wall:.2f} | {ideal / wall:.3f} | {failed} |")
+    ours = ideal / _median(results["linkai"], "wall_s")
+    many = ideal / _median(results["linkai-many"], "wall_s")
+    lines += [
+        "",
+        "| target | measured | holds |",
+        "|---|---:|:---:|",
+        _target("fan-out: linkai >= 0.97 of ideal", ours, 0.97, at_least=True),
+        _target("fan-out: linkai-many >= 0.97 of ideal", many, 0.97, at_least=True),
+    ]
+    return lines
+
+
+def case_wide(reps: int) -> list[str]:
+    """1,000 requests at once, 2 s each: nothing may fail for want of a connection."""
+    p = WIDE
+    reps = 1  # a failure count, not a timing: one run keeps the whole suite short
+    results = _wall_case(reps, p, CONTENDERS, "wide")
+    lines = [
+        f"Wide fan-out: {p['requests']} requests at once, {p['latency']:.0f} s each; "
+        f"ideal {p['latency']:.1f} s ({reps} run(s); failures summed):",
+        "",
+        "| contender | wall (s) | failures | errors |",
+        "|---|---:|---:|---|",
+    ]
+    for c in CONTENDERS:
+        errors: collections.Counter[str] = collections.Counter()
+        for r in results[c]:
+            errors.update(r["errors"])
+        shown = ", ".join(f"{k} x{v}" for k, v in errors.items()) or "-"
+        lines.append(
+            f"| {c} | {_median(results[c], 'wall_s'):.2f} | {sum(errors.values())} | {shown} |"
+        )
+    failed = sum(r["failures"] for c in ("linkai", "linkai-many") for r in results[c])
+    lines += [
+        "",
+        "| target | measured | holds |",
+        "|---|---:|:---:|",
+        f"| 1,000-way: no failures (linkai, linkai-many) | {failed} | "
+        f"{'yes' if failed == 0 else 'NO'} |",
+    ]
+    return lines
+
+
+def case_rss(reps: int) -> list[str]:
+    """Peak RSS growth of as_completed over 100,000 lazily generated requests."""
+    with fake_server(0.0) as base_url:
+        result = run_worker(
+            {
+                "mode": "rss",
+                "contender": "linkai",
+                "base_url": base_url,
+                "concurrency": RSS_CONCURRENCY,
+                "requests": RSS_REQUESTS,
+            }
+        )
+    growth = result["rss_growth_mb"]
+    return [
+        f"`as_completed` over {RSS_REQUESTS:,} lazily generated requests, concurrency "
+        f"{RSS_CONCURRENCY}: peak RSS growth {growth:.1f} MB in {result['wall_s']:.0f} s, "
+        f"{result['failures']} failed.",
+        "",
+        "| target | measured | holds |",
+        "|---|---:|:---:|",
+        f"| 100,000 lazy requests: RSS growth <= 50 MB | {growth:.1f} MB | "
+        f"{'yes' if growth <= 50 else 'NO'} |",
+    ]
+
+
+CASES: dict[str, Callable[[int], list[str]]] = {
+    "cpu": case_cpu,
+    "fanout": case_fanout,
+    "wide": case_wide,
+    "rss": case_rss,
+}
+
+
+def machine() -> str:
+    """nproc, the CPU model and the Python version, for the record."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pass
+    else:
+        found = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if found:
+            model = found.group(1).strip()
+    pinned = "client and server pinned to separate CPUs" if CLIENT_PIN else "not pinned"
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()} "
+        f"on {platform.system()}, {pinned}"
+    )
+
+
+def write_readme(text: str) -> None:
+    """Replace the results section of ``benchmarks/README.md``."""
+    current = README.read_text()
+    start, end = current.index(MARK_START), current.index(MARK_END)
+    README.write_text(current[: start + len(MARK_START)] + "\n" + text + "\n" + current[end:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the cases named (all by default), print the tables, optionally record them."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", metavar="case", help=f"of {', '.join(CASES)}")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per case (default 3)")
+    parser.add_argument("--readme", action="store_true", help="write benchmarks/README.md")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    _raise_file_limit()
+    names = args.cases or list(CASES)
+    started = time.perf_counter()
+    sections = [f"Machine: {machine()}.", ""]
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        sections += [*CASES[name](args.reps), ""]
+    took = time.perf_counter() - started
+    command = "python benchmarks/run.py" + "".join(f" {n}" for n in args.cases)
+    if args.reps != 3:
+        command += f" --reps {args.reps}"
+    sections.append(f"Command: `{command}` ({took / 60:.1f} min).")
+    text = "\n".join(sections)
+    print(text)
+    if args.readme:
+        write_readme(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
