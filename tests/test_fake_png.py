@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import linkai_images.testing
 from linkai_images.testing import make_png, png_size
-from linkai_images.testing._app import inspect_image
+from linkai_images.testing._records import inspect_image
 
 SIGNATURES = {
     "image/png": b"\x89PNG\r\n\x1a\n",

@@ -48,8 +48,6 @@ __all__ = [
     "IN_PROCESS_CDN_URL",
     "FakeLinkAI",
     "Latency",
-    # Re-exported: tests/test_fake_png.py imports it from here.
-    "inspect_image",
 ]
 
 #: The API key a fake accepts unless told otherwise.
