@@ -95,8 +95,43 @@ async def _openai(base_url: str, concurrency: int) -> tuple[Any, Send]:
     return client.close, send
 
 
+async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    """Our default transport alone, as the client drives it: the floor under ``linkai``."""
+    import httpx
+
+    from linkai_images._transport import build_transport
+
+    transport = build_transport(concurrency)
+    url = httpx.URL(base_url.rstrip("/") + "/images/generations")
+    headers = httpx.Headers(
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    )
+    timeout = httpx.Timeout(600.0, connect=10.0).as_dict()
+
+    async def send(i: int) -> None:
+        body = {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+        request = httpx.Request(
+            "POST",
+            url,
+            content=json.dumps(body).encode(),
+            headers=headers,
+            extensions={"timeout": timeout},
+        )
+        response = await transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}")
+        json.loads(response.content)
+
+    return transport.aclose, send
+
+
 FACTORIES = {
     "linkai": _ours,
+    "transport": _transport,
     "linkai-trio": _ours,
     "httpx": _httpx,
     "aiohttp": _aiohttp,

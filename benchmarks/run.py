@@ -25,6 +25,8 @@ retries, and bounds its requests in flight with one semaphore (our client's
   on asyncio when installed);
 - ``linkai-many``: ``AsyncImageClient.generate_many``;
 - ``linkai-trio``: ``AsyncImageClient.generate`` on trio (the httpcore pool);
+- ``transport`` (``cpu`` only): our default transport driven directly, as the
+  client drives it, with no client logic: the floor under ``linkai``;
 - ``httpx``: raw ``httpx.AsyncClient`` with its limits raised to the concurrency;
 - ``aiohttp``: raw ``aiohttp.ClientSession``;
 - ``openai``: ``AsyncOpenAI(...).images.generate`` (its default pool).
@@ -56,8 +58,10 @@ ROOT = HERE.parent
 
 CPU_CONCURRENCY = (1, 100, 500)
 #: Requests measured and warm-up requests (which open the pool) per concurrency.
-CPU_REQUESTS = {1: (300, 20), 100: (1200, 100), 500: (1500, 500)}
+CPU_REQUESTS = {1: (200, 20), 100: (1200, 100), 500: (1500, 500)}
 CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "httpx", "aiohttp", "openai")
+#: The CPU case also measures our transport alone, to split the client's cost.
+CPU_CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "transport", "httpx", "aiohttp", "openai")
 FANOUT = {"latency": 0.2, "concurrency": 64, "requests": 640}
 WIDE = {"latency": 2.0, "concurrency": 1000, "requests": 1000}
 RSS_REQUESTS = 100_000
@@ -157,18 +161,20 @@ def case_cpu(reps: int) -> list[str]:
                     "requests": requests,
                     "warmup": warmup,
                 }
-                for c in CONTENDERS
+                for c in CPU_CONTENDERS
             ]
             results = _interleaved(specs, reps, f"cpu C={concurrency}")
-            table[concurrency] = {c: _median(results[c], "cpu_us") for c in CONTENDERS}
-            failures[concurrency] = {c: sum(r["failures"] for r in results[c]) for c in CONTENDERS}
+            table[concurrency] = {c: _median(results[c], "cpu_us") for c in CPU_CONTENDERS}
+            failures[concurrency] = {
+                c: sum(r["failures"] for r in results[c]) for c in CPU_CONTENDERS
+            }
     lines = [
         f"Client CPU time per request, zero latency (median of {reps}; us):",
         "",
         "| contender | " + " | ".join(f"C={c}" for c in CPU_CONCURRENCY) + " |",
         "|---|" + "---:|" * len(CPU_CONCURRENCY),
     ]
-    for contender in CONTENDERS:
+    for contender in CPU_CONTENDERS:
         cells = []
         for concurrency in CPU_CONCURRENCY:
             cell = f"{table[concurrency][contender]:,.0f}"
@@ -189,6 +195,8 @@ def case_cpu(reps: int) -> list[str]:
             table[500]["linkai-many"] / table[500]["aiohttp"],
             1.5,
         ),
+        f"| (for reference) C=500: transport alone / aiohttp | "
+        f"{table[500]['transport'] / table[500]['aiohttp']:.2f} | |",
     ]
     return lines
 
@@ -225,13 +233,14 @@ def case_fanout(reps: int) -> list[str]:
         f"Fan-out: {p['requests']} requests x {p['latency'] * 1000:.0f} ms, "
         f"{p['concurrency']} at a time; ideal {ideal:.1f} s (median of {reps}):",
         "",
-        "| contender | wall (s) | ideal / wall | failures |",
-        "|---|---:|---:|---:|",
+        "| contender | wall (s) | ideal / wall | aiohttp's wall / wall | failures |",
+        "|---|---:|---:|---:|---:|",
     ]
+    best = _median(results["aiohttp"], "wall_s")
     for c in CONTENDERS:
         wall = _median(results[c], "wall_s")
         failed = sum(r["failures"] for r in results[c])
-        lines.append(f"| {c} | {wall:.2f} | {ideal / wall:.3f} | {failed} |")
+        lines.append(f"| {c} | {wall:.2f} | {ideal / wall:.3f} | {best / wall:.3f} | {failed} |")
     ours = ideal / _median(results["linkai"], "wall_s")
     many = ideal / _median(results["linkai-many"], "wall_s")
     lines += [
