@@ -191,6 +191,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
         data: bytes | AsyncIterator[bytes]
+        headers = request.headers.multi_items()
         try:
             data = request.content
         except httpx.RequestNotRead:
@@ -200,11 +201,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             else:
                 assert isinstance(stream, httpx.AsyncByteStream)
                 data = _body(stream)
+                # aiohttp frames an iterator itself and refuses a header saying so.
+                headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
         try:
             response = await session.request(
                 request.method,
                 self._url(request),
-                headers=request.headers.multi_items(),
+                headers=headers,
                 data=data or None,
                 allow_redirects=False,
                 timeout=self._timeout(request),

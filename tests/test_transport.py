@@ -26,6 +26,7 @@ from linkai_images._transport import (
     AutoTransport,
     HTTPBackend,
     build_transport,
+    current_async_library,
 )
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
@@ -290,7 +291,7 @@ async def test_download_streams_and_saves(client: AsyncImageClient, tmp_path: Pa
 async def test_a_large_body_streams_in_chunks(backend: HTTPBackend) -> None:
     """A 3 MB body arrives as several chunks through httpx's streaming API."""
     body = b"x" * 3_000_000
-    with _Redirecting(body) as origin:
+    with _Origin(body) as origin:
         async with (
             httpx.AsyncClient(transport=build_transport(4, backend)) as http,
             http.stream("GET", f"{origin}/big") as response,
@@ -301,7 +302,7 @@ async def test_a_large_body_streams_in_chunks(backend: HTTPBackend) -> None:
 
 async def test_redirects_are_left_to_httpx(backend: HTTPBackend) -> None:
     """The transport hands a 302 up; httpx follows it when asked to."""
-    with _Redirecting(b"final") as origin:
+    with _Origin(b"final") as origin:
         async with httpx.AsyncClient(transport=build_transport(4, backend)) as http:
             first = await http.get(f"{origin}/start")
             followed = await http.get(f"{origin}/start", follow_redirects=True)
@@ -322,6 +323,93 @@ async def test_aclose_closes_every_connection(
     else:
         assert isinstance(inner, PooledTransport)
         assert 0 == inner.idle_connections
+
+
+@pytest.mark.parametrize("promised", [100, 3_000_000], ids=["read-at-once", "streamed"])
+async def test_a_body_cut_off_is_a_remote_protocol_error(
+    backend: HTTPBackend, promised: int
+) -> None:
+    """A connection closed before the promised body ends raises httpx.RemoteProtocolError."""
+    with _Origin(b"") as origin:
+        async with httpx.AsyncClient(transport=build_transport(4, backend)) as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.get(f"{origin}/cut-{promised}")
+
+
+async def test_a_streamed_upload_arrives_whole(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """A request body from an async iterator (chunked, no length) reaches the server intact."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"model": "gpt-image-2", '
+        yield b'"prompt": "a streamed fox"}'
+
+    headers = {"Authorization": f"Bearer {fake.api_key}"}
+    async with httpx.AsyncClient(transport=build_transport(4, backend)) as http:
+        response = await http.post(
+            server.base_url + "/images/generations", content=body(), headers=headers
+        )
+    assert (200, 1) == (response.status_code, fake.attempts("a streamed fox"))
+
+
+async def test_an_idle_connection_past_its_expiry_is_replaced(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """A connection idle longer than keepalive_expiry is closed, and the next call opens one."""
+    transport = AutoTransport(max_connections=4, backend=backend, keepalive_expiry=0.05)
+    url = server.base_url + "/images/generations"
+    async with httpx.AsyncClient(transport=transport) as http:
+        for _ in range(2):
+            response = await http.send(request(url))
+            assert 200 == response.status_code
+            await anyio.sleep(0.3)
+    assert 2 == server.connections_opened
+
+
+async def test_a_closed_transport_refuses_requests(
+    server: FakeServer, backend: HTTPBackend
+) -> None:
+    """After aclose, a request fails at once instead of reopening connections."""
+    transport = build_transport(4, backend)
+    url = server.base_url + "/images/generations"
+    response = await transport.handle_async_request(request(url))
+    await response.aclose()
+    await transport.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await transport.handle_async_request(request(url))
+
+
+async def test_a_response_outliving_aclose_closes_its_connection(
+    fake: FakeLinkAI, server: FakeServer, backend: HTTPBackend
+) -> None:
+    """A response still open at aclose releases its connection when closed, leaving none idle."""
+    transport = build_transport(4, backend)
+    assert isinstance(transport, AutoTransport)
+    response = await transport.handle_async_request(
+        request(server.base_url + "/images/generations")
+    )
+    await transport.aclose()
+    await response.aread()
+    await response.aclose()
+    inner = transport.selected
+    if isinstance(inner, PooledTransport):
+        assert 0 == inner.idle_connections
+
+
+async def test_without_sniffio_the_running_library_is_still_known(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
+    """sniffio is optional: asyncio and trio are told apart without it."""
+    monkeypatch.setitem(sys.modules, "sniffio", None)
+    assert anyio_backend_name == current_async_library()
+
+
+def test_outside_an_event_loop_no_library_is_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built in plain sync code, the transport waits for its first request to choose."""
+    assert current_async_library() is None
+    monkeypatch.setitem(sys.modules, "sniffio", None)
+    assert current_async_library() is None
 
 
 @pytest.mark.parametrize(
@@ -353,8 +441,12 @@ async def _wait_for(condition: Callable[[], bool]) -> None:
             await anyio.sleep(0.005)
 
 
-class _Redirecting:
-    """A tiny threaded HTTP server: ``/start`` redirects to ``/big``, which sends ``body``."""
+class _Origin:
+    """A tiny threaded HTTP server.
+
+    ``/start`` redirects to ``/big``, which sends ``body``; ``/cut-N`` promises
+    N bytes, sends a tenth of them and closes the connection.
+    """
 
     def __init__(self, body: bytes) -> None:
         payload = body
@@ -368,6 +460,14 @@ class _Redirecting:
                     self.send_header("Location", "/big")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    return
+                if self.path.startswith("/cut-"):
+                    promised = int(self.path.removeprefix("/cut-"))
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(promised))
+                    self.end_headers()
+                    self.wfile.write(b"x" * (promised // 10))
+                    self.close_connection = True
                     return
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(payload)))
