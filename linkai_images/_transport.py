@@ -20,6 +20,8 @@ whatever the fan-out.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.metadata
 import importlib.util
 import sys
 from typing import TYPE_CHECKING, Literal
@@ -70,8 +72,18 @@ def current_async_library() -> str | None:
         return None
 
 
+@functools.cache
 def _aiohttp_installed() -> bool:
-    return importlib.util.find_spec("aiohttp") is not None
+    """Whether aiohttp 3.10+ is installed, checked without importing it."""
+    # 3.10 added ConnectionTimeoutError / SocketTimeoutError, without which a
+    # connect timeout cannot be told from a read timeout (never sent vs maybe billed).
+    if importlib.util.find_spec("aiohttp") is None:
+        return False
+    try:
+        major, minor = (int(part) for part in importlib.metadata.version("aiohttp").split(".")[:2])
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+    return (major, minor) >= (3, 10)
 
 
 class AutoTransport(httpx.AsyncBaseTransport):
@@ -172,6 +184,7 @@ def build_transport(
         )
     if backend == "aiohttp" and not _aiohttp_installed():
         raise LinkAIError(
-            "http_backend='aiohttp' needs aiohttp: pip install 'linkai-images[aiohttp]'"
+            "http_backend='aiohttp' needs aiohttp 3.10 or later: "
+            "pip install 'linkai-images[aiohttp]'"
         )
     return AutoTransport(max_connections=max_concurrency + DOWNLOAD_CONNECTIONS, backend=backend)
