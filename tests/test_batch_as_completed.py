@@ -20,6 +20,7 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
 
+
 @pytest.fixture(autouse=True)
 def no_backoff() -> Iterator[None]:
     """Retries in these tests never sleep."""
