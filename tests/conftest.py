@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from linkai_images.testing import FakeLinkAI, FakeServer
+
 BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),
     pytest.param(("trio", {}), id="trio"),
@@ -29,3 +31,15 @@ def clean_environ() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture
+def fake(linkai_fake: FakeLinkAI) -> FakeLinkAI:
+    """A fresh fake platform (the installed plugin's ``linkai_fake``)."""
+    return linkai_fake
+
+
+@pytest.fixture
+def server(linkai_server: FakeServer) -> FakeServer:
+    """The fake served on loopback (the installed plugin's ``linkai_server``)."""
+    return linkai_server

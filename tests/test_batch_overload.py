@@ -13,7 +13,7 @@ from linkai_images import (
     ServiceUnavailableError,
     set_testing,
 )
-from linkai_images.testing import FakeLinkAI, FakeServer, Fault
+from linkai_images.testing import FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
 
@@ -25,17 +25,6 @@ def no_backoff() -> Iterator[None]:
     """Retries in these tests never sleep."""
     with set_testing():
         yield
-
-
-@pytest.fixture
-def fake() -> FakeLinkAI:
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
 
 
 def make_client(server: FakeServer, **options: object) -> AsyncImageClient:

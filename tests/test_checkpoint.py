@@ -32,17 +32,6 @@ def no_backoff() -> Iterator[None]:
 
 
 @pytest.fixture
-def fake() -> FakeLinkAI:
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    with fake.serve() as running:
-        yield running
-
-
-@pytest.fixture
 async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
     async with AsyncImageClient(
         server.fake.api_key, base_url=server.base_url, default_model="gpt-image-2"
