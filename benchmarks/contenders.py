@@ -99,24 +99,19 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
     """Our default transport alone, as the client drives it: the floor under ``linkai``."""
     import httpx
 
+    from linkai_images._http import Endpoint
     from linkai_images._transport import build_transport
 
     transport = build_transport(concurrency)
-    url = httpx.URL(base_url.rstrip("/") + "/images/generations")
-    headers = httpx.Headers(
-        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    endpoint = Endpoint.build(
+        httpx.URL(base_url.rstrip("/") + "/images/generations"),
+        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        httpx.Timeout(600.0, connect=10.0),
     )
-    timeout = httpx.Timeout(600.0, connect=10.0).as_dict()
 
     async def send(i: int) -> None:
         body = {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
-        request = httpx.Request(
-            "POST",
-            url,
-            content=json.dumps(body).encode(),
-            headers=headers,
-            extensions={"timeout": timeout},
-        )
+        request = endpoint.request(json.dumps(body).encode())
         response = await transport.handle_async_request(request)
         try:
             await response.aread()

@@ -27,11 +27,11 @@ from ._exceptions import (
     ClientClosedError,
     RequestValidationError,
 )
-from ._http import GenerationResult, Sender, post_generation
+from ._http import Endpoint, GenerationResult, Sender, post_generation
 from ._inputs import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse
 from ._request import check_request, encode_body
-from ._retry import RetryBudget, RetryHook, RetryPolicy, call_with_retries
+from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
 from ._transport import build_transport
 
 if TYPE_CHECKING:
@@ -117,9 +117,9 @@ class AsyncImageClient:
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         self._api_key = resolve_api_key(api_key)
-        self.base_url = resolve_base_url(base_url)
+        self._base_url = resolve_base_url(base_url)
         self.default_model = default_model
-        self.timeout = to_timeout(timeout)
+        self._timeout = to_timeout(timeout)
         self.deadline = deadline
         self.retry_policy = retry_policy or RetryPolicy(max_attempts=max_retries + 1)
         self.retry_budget = RetryBudget() if retry_budget is _NEW_BUDGET else retry_budget
@@ -132,7 +132,7 @@ class AsyncImageClient:
             self._transport = transport or build_transport(max_concurrency)
             self._http = httpx.AsyncClient(
                 transport=self._transport,
-                timeout=self.timeout,
+                timeout=self._timeout,
                 headers={"User-Agent": USER_AGENT},
                 follow_redirects=False,
             )
@@ -143,14 +143,19 @@ class AsyncImageClient:
         else:
             self._http = http_client
             self._send = self._send_via_client
-        self._url = self.base_url.join("images/generations")
-        self._headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        self._limiter = anyio.Semaphore(max_concurrency)
+        self._endpoint = Endpoint.build(
+            self._base_url.join("images/generations"),
+            {
+                "Authorization": f"Bearer {self._api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            self._timeout,
+        )
+        # fast_acquire: no extra trip through the event loop when a slot is
+        # free; the request that follows yields to the loop anyway.
+        self._limiter = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._state = _State.OPEN
         self._downloader: Any = None
 
@@ -160,6 +165,16 @@ class AsyncImageClient:
             f"api_key={mask_secret(self._api_key)!r}, default_model={self.default_model!r}, "
             f"max_concurrency={self.max_concurrency})"
         )
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The API's base URL (fixed when the client is made)."""
+        return self._base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeouts of one attempt (fixed when the client is made)."""
+        return self._timeout
 
     @property
     def is_closed(self) -> bool:
@@ -276,38 +291,48 @@ class AsyncImageClient:
         started = time.monotonic()
         body = await encode_body(request, max_image_bytes=self.max_image_bytes)
         attempts = 0
-        hooks = [h for h in (self.on_retry, on_retry) if h is not None]
-
-        def retried(event: Any) -> None:
-            for hook in hooks:
-                hook(event)
 
         async def attempt() -> GenerationResult:
             nonlocal attempts
             attempts += 1
             self._ensure_open()
             async with self._limiter:
-                return await post_generation(
-                    self._send, self._url, body, self._headers, self.timeout
-                )
+                return await post_generation(self._send, self._endpoint, body)
 
-        try:
-            with anyio.fail_after(self.deadline):
-                result, attempts = await call_with_retries(
-                    attempt,
-                    self.retry_policy,
-                    budget=self.retry_budget,
-                    on_retry=retried if hooks else None,
-                    model=request.model,
-                    prompt=request.prompt,
-                )
-        except TimeoutError as exc:
-            raise APITimeoutError(
-                f"the call's deadline of {self.deadline}s passed after {attempts} attempt(s)",
-                request_sent=attempts > 0,
-                attempts=attempts,
-            ) from exc
+        call = call_with_retries(
+            attempt,
+            self.retry_policy,
+            budget=self.retry_budget,
+            on_retry=self._retry_hook(on_retry),
+            model=request.model,
+            prompt=request.prompt,
+        )
+        if self.deadline is None:
+            result, attempts = await call
+        else:
+            try:
+                with anyio.fail_after(self.deadline):
+                    result, attempts = await call
+            except TimeoutError as exc:
+                raise APITimeoutError(
+                    f"the call's deadline of {self.deadline}s passed after {attempts} attempt(s)",
+                    request_sent=attempts > 0,
+                    attempts=attempts,
+                ) from exc
         return self._response(result, request, attempts, time.monotonic() - started)
+
+    def _retry_hook(self, extra: RetryHook | None) -> RetryHook | None:
+        """The client's hook and a call's own, both called, the client's first."""
+        first = self.on_retry
+        if extra is None or first is None:
+            return extra or first
+        second = extra
+
+        def both(event: RetryEvent) -> None:
+            first(event)
+            second(event)
+
+        return both
 
     def _response(
         self, result: GenerationResult, request: ImageRequest, attempts: int, elapsed: float

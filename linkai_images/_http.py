@@ -28,6 +28,7 @@ from ._exceptions import (
 )
 
 __all__ = [
+    "Endpoint",
     "GenerationResult",
     "ParsedErrorBody",
     "Sender",
@@ -217,13 +218,43 @@ class _Body(httpx.ByteStream):
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
 
-async def post_generation(
-    send: Sender,
-    url: httpx.URL,
-    body: bytes,
-    headers: Mapping[str, str],
-    timeout: httpx.Timeout,
-) -> GenerationResult:
+@attrs.frozen
+class Endpoint:
+    """The generation endpoint of one client: its URL, headers and timeouts, built once.
+
+    ``httpx.Request(content=...)`` re-normalises every header and runs the
+    body through httpx's encoder on each request: a fifth of the client's
+    own CPU per call. The headers here are normalised once (``Host``
+    included, as httpx would add it) and each request only gets its
+    ``Content-Length``.
+    """
+
+    url: httpx.URL
+    headers: httpx.Headers
+    timeout: Mapping[str, float | None]
+
+    @classmethod
+    def build(cls, url: httpx.URL, headers: Mapping[str, str], timeout: httpx.Timeout) -> Endpoint:
+        """The endpoint at ``url`` sending ``headers``, with ``timeout`` per attempt."""
+        prepared = httpx.Headers({"Host": url.netloc.decode("ascii"), **headers})
+        return cls(url, prepared, timeout.as_dict())
+
+    def request(self, body: bytes) -> httpx.Request:
+        """A POST of ``body``, as ``httpx.Request(content=body)`` would build it."""
+        headers = self.headers.copy()
+        headers["Content-Length"] = str(len(body))
+        request = httpx.Request(
+            "POST",
+            self.url,
+            headers=headers,
+            stream=_Body(body),
+            extensions={"timeout": self.timeout},
+        )
+        request.read()  # .content available, as for an in-memory body
+        return request
+
+
+async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> GenerationResult:
     """Send one attempt and return the decoded success body.
 
     Raises:
@@ -233,10 +264,7 @@ async def post_generation(
             whether it may have reached the platform.
         APIResponseValidationError: a 200 whose body is not an image response.
     """
-    request = httpx.Request(
-        "POST", url, content=body, headers=headers, extensions={"timeout": timeout.as_dict()}
-    )
-    request.stream = _Body(body)
+    request = endpoint.request(body)
     try:
         response = await send(request)
     except httpx.HTTPError as exc:
@@ -260,7 +288,8 @@ async def post_generation(
             response=response,
             body=decoded,
         )
+    headers = response.headers
     request_id = next(
-        (response.headers[h] for h in _REQUEST_ID_HEADERS if h in response.headers), None
+        (value for name in _REQUEST_ID_HEADERS if (value := headers.get(name)) is not None), None
     )
     return GenerationResult(decoded, request_id)

@@ -218,6 +218,27 @@ class _Wait(tenacity.wait.wait_base):
         return self._policy.backoff(retry_state.attempt_number, exc)
 
 
+def _set_attempts(exc: LinkAIError, attempts: int) -> None:
+    if hasattr(exc, "attempts"):  # the errors of a sent request count their attempts
+        exc.attempts = attempts
+
+
+class _StopBeforeDeadline(tenacity.stop.stop_base):
+    """tenacity's ``stop_before_delay``, timed from when the *first* attempt started.
+
+    The first attempt runs before tenacity is involved (see ``call_with_retries``),
+    so tenacity's own clock would start one attempt late.
+    """
+
+    def __init__(self, timeout: float, started: float) -> None:
+        self._timeout = timeout
+        self._started = started
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        elapsed = time.monotonic() - self._started
+        return elapsed + retry_state.upcoming_sleep >= self._timeout
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -229,11 +250,28 @@ async def call_with_retries(
 ) -> tuple[T, int]:
     """Run ``attempt`` under ``policy`` and return its result and the attempts made.
 
+    The first attempt is made directly: most calls succeed at once, and a
+    tenacity loop costs more CPU than the rest of the client's own work on a
+    call. Only a failure the policy retries enters tenacity, which starts by
+    replaying that failure, so stops, waits, the budget and the hooks see
+    exactly the attempts made.
+
     Raises:
         LinkAIError: the last attempt's error, itself (never tenacity's
             ``RetryError``), with ``attempts`` set on it.
     """
     started = time.monotonic()
+    try:
+        result = await attempt()
+    except LinkAIError as exc:
+        if not policy.is_retryable(exc):
+            _set_attempts(exc, 1)
+            raise
+        first_failure: LinkAIError | None = exc
+    else:
+        if budget is not None:
+            budget.on_success()
+        return result, 1
 
     def should_retry(exc: BaseException) -> bool:
         if not policy.is_retryable(exc):
@@ -268,7 +306,7 @@ async def call_with_retries(
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
     if policy.timeout is not None:
-        stop = stop | tenacity.stop_before_delay(policy.timeout)
+        stop = stop | _StopBeforeDeadline(policy.timeout, started)
     retrying = tenacity.AsyncRetrying(
         stop=stop,
         wait=_Wait(policy),
@@ -282,10 +320,12 @@ async def call_with_retries(
         async for try_ in retrying:
             with try_:
                 attempts += 1
+                if first_failure is not None:
+                    replayed, first_failure = first_failure, None
+                    raise replayed
                 result = await attempt()
     except LinkAIError as exc:
-        if hasattr(exc, "attempts"):
-            exc.attempts = attempts
+        _set_attempts(exc, attempts)
         raise
     if budget is not None:
         budget.on_success()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import anyio
 import httpx
 import pytest
 
@@ -150,6 +151,21 @@ async def test_total_time_bound_stops_before_a_wait_that_would_pass_it() -> None
         policy = RetryPolicy(max_attempts=10, timeout=1.0, wait_initial=5.0)
         with pytest.raises(ServiceUnavailableError) as info:
             await call_with_retries(failing([status_error(503, retry_after=5.0)]), policy)
+    assert 1 == info.value.attempts
+
+
+async def test_total_time_bound_counts_the_first_attempt() -> None:
+    """The policy's timeout runs from the first attempt's start, not from the first retry."""
+
+    async def slow_503() -> str:
+        await anyio.sleep(0.3)
+        raise status_error(503, retry_after=0.25)
+
+    with set_testing(False):
+        # 0.3 s spent + a 0.25 s wait passes 0.5 s: no retry, though the wait alone fits.
+        policy = RetryPolicy(max_attempts=5, timeout=0.5, wait_initial=0.01)
+        with pytest.raises(ServiceUnavailableError) as info:
+            await call_with_retries(slow_503, policy)
     assert 1 == info.value.attempts
 
 

@@ -150,11 +150,17 @@ async def test_aiohttp_backend_on_trio_is_refused(
         await transport.aclose()
 
 
-async def test_connection_refused_means_never_sent(client: AsyncImageClient) -> None:
+async def test_connection_refused_means_never_sent(backend: HTTPBackend) -> None:
     """Nothing listening: the error says the request never left (safe to retry)."""
-    client._url = httpx.URL(f"http://127.0.0.1:{closed_port()}/v1/images/generations")
-    with pytest.raises(APIConnectionError) as caught:
-        await client.generate("a fox")
+    async with AsyncImageClient(
+        "sk-linkai-fake-key",
+        base_url=f"http://127.0.0.1:{closed_port()}/v1",
+        default_model=MODEL,
+        max_retries=0,
+        transport=build_transport(8, backend),
+    ) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.generate("a fox")
     assert (False, httpx.ConnectError) == (caught.value.request_sent, type(caught.value.__cause__))
 
 
@@ -488,3 +494,22 @@ class _Origin:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def test_endpoint_builds_the_request_httpx_would() -> None:
+    """The prebuilt endpoint's request equals ``httpx.Request(content=...)``: headers and body."""
+    from linkai_images._http import Endpoint
+
+    url = httpx.URL("http://127.0.0.1:8123/v1/images/generations")
+    headers = {"Authorization": "Bearer sk-linkai-fake-key", "Content-Type": "application/json"}
+    timeout = httpx.Timeout(30.0, connect=5.0)
+    body = '{"model":"gpt-image-2","prompt":"a fox, ünïcode"}'.encode()
+    built = Endpoint.build(url, headers, timeout).request(body)
+    expected = httpx.Request("POST", url, content=body, headers=headers)
+    assert sorted(expected.headers.multi_items()) == sorted(built.headers.multi_items())
+    assert (expected.method, expected.url, body, timeout.as_dict()) == (
+        built.method,
+        built.url,
+        built.content,
+        built.extensions["timeout"],
+    )
