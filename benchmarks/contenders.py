@@ -99,13 +99,19 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
     """Our default transport alone, as the client drives it: the floor under ``linkai``."""
     import httpx
 
+    from linkai_images._config import USER_AGENT
     from linkai_images._http import Endpoint
     from linkai_images._transport import build_transport
 
     transport = build_transport(concurrency)
     endpoint = Endpoint.build(
         httpx.URL(base_url.rstrip("/") + "/images/generations"),
-        {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        {
+            "Authorization": f"Bearer {API_KEY}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        },
         httpx.Timeout(600.0, connect=10.0),
     )
 

@@ -35,6 +35,8 @@ __all__ = ["AiohttpTransport"]
 _READ_CHUNK = 256 * 1024
 #: Bodies up to this size, when announced by Content-Length, are read before returning.
 _EAGER_BODY = 1024 * 1024
+#: Headers aiohttp adds to a request that lacks them.
+_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent")
 #: Distinct timeout settings remembered as ``aiohttp.ClientTimeout`` objects.
 _TIMEOUT_CACHE = 32
 
@@ -62,6 +64,18 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
     if isinstance(exc, aiohttp.ClientError | OSError):
         return httpx.ReadError(message, request=request)
     return None
+
+
+def _text_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """The headers as text for aiohttp, which writes them back as UTF-8.
+
+    Decoding the raw bytes as UTF-8 round-trips them exactly, and is cheaper
+    than httpx's ``multi_items()``, which re-detects the encoding each call.
+    """
+    try:
+        return [(k.decode(), v.decode()) for k, v in headers.raw]
+    except UnicodeDecodeError:
+        return headers.multi_items()
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -143,8 +157,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps cookies, if anyone does
             auto_decompress=False,  # httpx decodes Content-Encoding itself
-            # Send exactly the headers httpx built, no defaults of aiohttp's own.
-            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,  # like httpx with an explicit transport: no proxy variables
         )
@@ -191,24 +203,26 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
         data: bytes | AsyncIterator[bytes]
-        headers = request.headers.multi_items()
-        try:
-            data = request.content
-        except httpx.RequestNotRead:
-            stream = request.stream
-            if isinstance(stream, httpx.ByteStream):  # as httpx builds a redirect
-                data = b"".join(stream)
-            else:
-                assert isinstance(stream, httpx.AsyncByteStream)
-                data = _body(stream)
-                # aiohttp frames an iterator itself and refuses a header saying so.
-                headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        headers = _text_headers(request.headers)
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):  # an in-memory body
+            data = b"".join(stream)
+        else:
+            assert isinstance(stream, httpx.AsyncByteStream)
+            data = _body(stream)
+            # aiohttp frames an iterator itself and refuses a header saying so.
+            headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        # Send exactly the headers httpx built: none of aiohttp's defaults for
+        # those it left out (asking for the list costs aiohttp more than the
+        # check here, and httpx clients set all three).
+        skip = [name for name in _AUTO_HEADERS if name not in request.headers] or None
         try:
             response = await session.request(
                 request.method,
                 self._url(request),
                 headers=headers,
                 data=data or None,
+                skip_auto_headers=skip,
                 allow_redirects=False,
                 timeout=self._timeout(request),
                 ssl=self._tls() if request.url.scheme == "https" else True,

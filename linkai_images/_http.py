@@ -226,7 +226,8 @@ class Endpoint:
     body through httpx's encoder on each request: a fifth of the client's
     own CPU per call. The headers here are normalised once (``Host``
     included, as httpx would add it) and each request only gets its
-    ``Content-Length``.
+    ``Content-Length``. ``Accept-Encoding`` is sent as httpx's own clients
+    send it, so every transport puts the same headers on the wire.
     """
 
     url: httpx.URL
@@ -236,21 +237,26 @@ class Endpoint:
     @classmethod
     def build(cls, url: httpx.URL, headers: Mapping[str, str], timeout: httpx.Timeout) -> Endpoint:
         """The endpoint at ``url`` sending ``headers``, with ``timeout`` per attempt."""
-        prepared = httpx.Headers({"Host": url.netloc.decode("ascii"), **headers})
+        prepared = httpx.Headers(
+            {"Host": url.netloc.decode("ascii"), "Accept-Encoding": "gzip, deflate", **headers}
+        )
         return cls(url, prepared, timeout.as_dict())
 
     def request(self, body: bytes) -> httpx.Request:
-        """A POST of ``body``, as ``httpx.Request(content=body)`` would build it."""
-        headers = self.headers.copy()
-        headers["Content-Length"] = str(len(body))
+        """A POST of ``body``, as ``httpx.Request(content=body)`` would build it.
+
+        The body is not read into ``request.content`` (the transports take
+        it from the stream); the error paths read it before handing the
+        request to an exception, where a user may look at it.
+        """
         request = httpx.Request(
             "POST",
             self.url,
-            headers=headers,
+            headers=self.headers,  # copied by httpx.Request
             stream=_Body(body),
             extensions={"timeout": self.timeout},
         )
-        request.read()  # .content available, as for an in-memory body
+        request.headers["Content-Length"] = str(len(body))
         return request
 
 
@@ -268,13 +274,16 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
     try:
         response = await send(request)
     except httpx.HTTPError as exc:
+        request.read()
         raise _connection_error(exc, request) from exc
     content = response.content
     if response.status_code >= 400:
+        request.read()
         raise _status_error(response, content)
     try:
         decoded = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
+        request.read()
         raise APIResponseValidationError(
             f"the API answered {response.status_code} with a body that is not JSON: "
             f"{_snippet(content.decode('utf-8', 'replace')) or '(empty)'}",
@@ -282,6 +291,7 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
             body=content.decode("utf-8", "replace"),
         ) from exc
     if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
+        request.read()
         raise APIResponseValidationError(
             f"the API answered {response.status_code} without a 'data' list: "
             f"{_snippet(json.dumps(decoded, ensure_ascii=False))}",

@@ -24,6 +24,8 @@ from ._models import ImageRequest
 __all__ = ["RESPONSE_FORMATS", "check_request", "encode_body"]
 
 RESPONSE_FORMATS = ("url", "b64_json")
+#: Compact JSON, UTF-8 left as is; one encoder, not one per call as json.dumps makes.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _OWN_FIELDS = frozenset(
     ("model", "prompt", "images", "size", "aspect_ratio", "quality", "response_format")
 )
@@ -91,6 +93,8 @@ def check_request(
         image_count=len(request.images),
     )
     check_image_inputs(request.images, max_bytes=max_image_bytes)
+    if (model, size, aspect_ratio) == (request.model, request.size, request.aspect_ratio):
+        return request
     return attrs.evolve(request, model=model, size=size, aspect_ratio=aspect_ratio)
 
 
@@ -109,7 +113,7 @@ async def encode_body(request: ImageRequest, *, max_image_bytes: int) -> bytes:
     if request.extra_body:
         body.update(request.extra_body)
     try:
-        head = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        head = _JSON.encode(body).encode()
     except (TypeError, ValueError) as exc:
         raise RequestValidationError(f"extra_body is not JSON-serialisable: {exc}") from exc
     if not request.images:

@@ -250,6 +250,7 @@ async def test_statuses_map_to_their_classes_with_message_and_type(
     )
     assert info.value.type is not None
     assert isinstance(info.value.response, httpx.Response)
+    assert b'"prompt":"a fox"' in info.value.response.request.content
 
 
 async def test_platform_rules_come_back_as_typed_errors(
@@ -350,6 +351,8 @@ async def test_dropped_connection_after_sending_is_not_retried(
     with pytest.raises(APIConnectionError) as info:
         await client.generate("p", model="gpt-image-2")
     assert (1, True, 1) == (info.value.attempts, info.value.request_sent, fake.attempts("p"))
+    assert info.value.request is not None
+    assert b'"prompt":"p"' in info.value.request.content
 
 
 async def test_dropped_connection_is_retried_when_opted_in(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import http.server
 import resource
 import socket
@@ -497,7 +498,7 @@ class _Origin:
 
 
 def test_endpoint_builds_the_request_httpx_would() -> None:
-    """The prebuilt endpoint's request equals ``httpx.Request(content=...)``: headers and body."""
+    """The prebuilt endpoint's request is ``httpx.Request(content=...)``'s, plus Accept-Encoding."""
     from linkai_images._http import Endpoint
 
     url = httpx.URL("http://127.0.0.1:8123/v1/images/generations")
@@ -505,11 +506,84 @@ def test_endpoint_builds_the_request_httpx_would() -> None:
     timeout = httpx.Timeout(30.0, connect=5.0)
     body = '{"model":"gpt-image-2","prompt":"a fox, ünïcode"}'.encode()
     built = Endpoint.build(url, headers, timeout).request(body)
-    expected = httpx.Request("POST", url, content=body, headers=headers)
+    expected = httpx.Request(
+        "POST", url, content=body, headers={**headers, "Accept-Encoding": "gzip, deflate"}
+    )
     assert sorted(expected.headers.multi_items()) == sorted(built.headers.multi_items())
     assert (expected.method, expected.url, body, timeout.as_dict()) == (
         built.method,
         built.url,
-        built.content,
+        built.read(),
         built.extensions["timeout"],
     )
+
+
+class _GzipAPI:
+    """A generation endpoint that gzips its answer when asked, recording the request headers."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        seen = self.headers
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = b'{"created": 1, "data": [{"url": "http://cdn.test/a.png"}]}'
+                gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                if gzipped:
+                    body = gzip.compress(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if gzipped:
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def test_compressed_answer_is_decoded_and_headers_are_the_clients(
+    backend: HTTPBackend,
+) -> None:
+    """The client asks for gzip and reads a gzipped answer; no transport adds headers of its own."""
+    api = _GzipAPI()
+    with api as base_url:
+        async with AsyncImageClient(
+            "sk-linkai-fake-key",
+            base_url=base_url,
+            max_retries=0,
+            transport=build_transport(4, backend),
+        ) as client:
+            response = await client.generate("a fox", model=MODEL)
+    sent = api.headers[0]
+    assert "http://cdn.test/a.png" == response.data[0].url
+    assert ("gzip, deflate", "application/json") == (sent["accept-encoding"], sent["accept"])
+    assert sent["user-agent"].startswith("linkai-images/")
+    assert "Bearer sk-linkai-fake-key" == sent["authorization"]
+
+
+def test_header_bytes_that_are_not_utf8_fall_back_to_httpx_decoding() -> None:
+    """aiohttp gets text headers: UTF-8 bytes exactly, anything else as httpx would decode it."""
+    from linkai_images._aiohttp import _text_headers
+
+    utf8 = httpx.Headers([(b"x-name", "ünï".encode())])
+    latin = httpx.Headers([(b"x-name", "é".encode("latin-1"))])
+    assert [("x-name", "ünï")] == _text_headers(utf8)
+    assert latin.multi_items() == _text_headers(latin)
