@@ -267,11 +267,40 @@ async def call_with_retries(
         if not policy.is_retryable(exc):
             _set_attempts(exc, 1)
             raise
-        first_failure: LinkAIError | None = exc
+        failure = exc
     else:
         if budget is not None:
             budget.on_success()
         return result, 1
+    return await _retry(
+        attempt,
+        policy,
+        failure,
+        started,
+        budget=budget,
+        on_retry=on_retry,
+        model=model,
+        prompt=prompt,
+    )
+
+
+async def _retry(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    failure: LinkAIError,
+    started: float,
+    *,
+    budget: RetryBudget | None,
+    on_retry: RetryHook | None,
+    model: str | None,
+    prompt: str | None,
+) -> tuple[T, int]:
+    """The retries after a first attempt that failed with ``failure``, under tenacity.
+
+    Apart from ``call_with_retries`` so that its fast path, one attempt that
+    succeeds, creates none of the closures and cells needed here.
+    """
+    first_failure: LinkAIError | None = failure
 
     def should_retry(exc: BaseException) -> bool:
         if not policy.is_retryable(exc):
