@@ -130,6 +130,46 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
     return transport.aclose, send
 
 
+async def _streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    """The floor: a bare HTTP/1.1 keep-alive client on asyncio streams, no checks, no parsing
+    beyond Content-Length. Not a usable client; it shows what this machine allows."""
+    url = base_url.rstrip("/") + "/images/generations"
+    origin, _, path = url.partition("//")[2].partition("/")
+    host, _, port = origin.partition(":")
+    head = (
+        f"POST /{path} HTTP/1.1\r\nHost: {origin}\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
+
+    async def send(i: int) -> None:
+        if idle:
+            reader, writer = idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            opened.append(writer)
+        body = json.dumps({"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO})
+        data = body.encode()
+        writer.write(head + str(len(data)).encode() + b"\r\n\r\n" + data)
+        response_head = await reader.readuntil(b"\r\n\r\n")
+        if not response_head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(response_head.split(b"\r\n", 1)[0].decode())
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in response_head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        json.loads(await reader.readexactly(length))
+        idle.append((reader, writer))
+
+    async def close() -> None:
+        for writer in opened:
+            writer.close()
+
+    return close, send
+
+
 FACTORIES = {
     "linkai": _ours,
     "transport": _transport,
@@ -137,6 +177,7 @@ FACTORIES = {
     "httpx": _httpx,
     "aiohttp": _aiohttp,
     "openai": _openai,
+    "streams": _streams,
 }
 
 

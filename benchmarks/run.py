@@ -29,7 +29,10 @@ retries, and bounds its requests in flight with one semaphore (our client's
   client drives it, with no client logic: the floor under ``linkai``;
 - ``httpx``: raw ``httpx.AsyncClient`` with its limits raised to the concurrency;
 - ``aiohttp``: raw ``aiohttp.ClientSession``;
-- ``openai``: ``AsyncOpenAI(...).images.generate`` (its default pool).
+- ``openai``: ``AsyncOpenAI(...).images.generate`` (its default pool);
+- ``streams`` (``fanout`` only): a bare HTTP/1.1 keep-alive loop on asyncio
+  streams, with no checks, errors or timeouts: not a usable client, but the
+  floor of what this machine and the fake allow.
 
 ``--readme`` writes the table into ``benchmarks/README.md``.
 """
@@ -63,6 +66,8 @@ CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "httpx", "aiohttp", "opena
 #: The CPU case also measures our transport alone, to split the client's cost.
 CPU_CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "transport", "httpx", "aiohttp", "openai")
 FANOUT = {"latency": 0.2, "concurrency": 64, "requests": 640}
+#: The fan-out also runs the floor: what the machine allows a client that does nothing else.
+FANOUT_CONTENDERS = (*CONTENDERS, "streams")
 WIDE = {"latency": 2.0, "concurrency": 1000, "requests": 1000}
 RSS_REQUESTS = 100_000
 RSS_CONCURRENCY = 64
@@ -228,7 +233,7 @@ def case_fanout(reps: int) -> list[str]:
     """640 requests of 200 ms, 64 at a time: the ideal is 2.0 s."""
     p = FANOUT
     ideal = p["latency"] * p["requests"] / p["concurrency"]
-    results = _wall_case(reps, p, CONTENDERS, "fanout")
+    results = _wall_case(reps, p, FANOUT_CONTENDERS, "fanout")
     lines = [
         f"Fan-out: {p['requests']} requests x {p['latency'] * 1000:.0f} ms, "
         f"{p['concurrency']} at a time; ideal {ideal:.1f} s (median of {reps}):",
@@ -237,7 +242,7 @@ def case_fanout(reps: int) -> list[str]:
         "|---|---:|---:|---:|---:|",
     ]
     best = _median(results["aiohttp"], "wall_s")
-    for c in CONTENDERS:
+    for c in FANOUT_CONTENDERS:
         wall = _median(results[c], "wall_s")
         failed = sum(r["failures"] for r in results[c])
         lines.append(f"| {c} | {wall:.2f} | {ideal / wall:.3f} | {best / wall:.3f} | {failed} |")
@@ -249,6 +254,8 @@ def case_fanout(reps: int) -> list[str]:
         "|---|---:|:---:|",
         _target("fan-out: linkai >= 0.97 of ideal", ours, 0.97, at_least=True),
         _target("fan-out: linkai-many >= 0.97 of ideal", many, 0.97, at_least=True),
+        f"| (for reference) the floor, `streams`, of ideal | "
+        f"{ideal / _median(results['streams'], 'wall_s'):.2f} | |",
     ]
     return lines
 
