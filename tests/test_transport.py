@@ -448,7 +448,24 @@ async def _wait_for(condition: Callable[[], bool]) -> None:
             await anyio.sleep(0.005)
 
 
-class _Origin:
+class _ThreadedOrigin:
+    """A threaded ``http.server`` on a free loopback port; ``with`` yields its origin."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Origin(_ThreadedOrigin):
     """A tiny threaded HTTP server.
 
     ``/start`` redirects to ``/big``, which sends ``body``; ``/cut-N`` promises
@@ -484,17 +501,7 @@ class _Origin:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 def test_endpoint_builds_the_request_httpx_would() -> None:
@@ -518,7 +525,7 @@ def test_endpoint_builds_the_request_httpx_would() -> None:
     )
 
 
-class _GzipAPI:
+class _GzipAPI(_ThreadedOrigin):
     """A generation endpoint that gzips its answer when asked, recording the request headers."""
 
     def __init__(self) -> None:
@@ -546,17 +553,7 @@ class _GzipAPI:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
 
 async def test_compressed_answer_is_decoded_and_headers_are_the_clients(
@@ -564,10 +561,10 @@ async def test_compressed_answer_is_decoded_and_headers_are_the_clients(
 ) -> None:
     """The client asks for gzip and reads a gzipped answer; no transport adds headers of its own."""
     api = _GzipAPI()
-    with api as base_url:
+    with api as origin:
         async with AsyncImageClient(
             "sk-linkai-fake-key",
-            base_url=base_url,
+            base_url=f"{origin}/v1",
             max_retries=0,
             transport=build_transport(4, backend),
         ) as client:
