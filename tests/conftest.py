@@ -1,12 +1,13 @@
-"""Shared fixtures: both async backends, a clean environment."""
+"""Shared fixtures: both async backends, a clean environment, the fake, a client on it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from linkai_images import AsyncImageClient, set_testing
 from linkai_images.testing import FakeLinkAI, FakeServer
 
 BACKENDS = [
@@ -40,6 +41,26 @@ def fake(linkai_fake: FakeLinkAI) -> FakeLinkAI:
 
 
 @pytest.fixture
-def server(linkai_server: FakeServer) -> FakeServer:
-    """The fake served on loopback (the installed plugin's ``linkai_server``)."""
-    return linkai_server
+def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
+    """``fake`` served on loopback (a module that overrides ``fake`` gets its own served)."""
+    with fake.serve() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
+    """A client on the served fake: ``gpt-image-2`` by default, at most 8 requests in flight."""
+    async with AsyncImageClient(
+        server.fake.api_key,
+        base_url=server.base_url,
+        default_model="gpt-image-2",
+        max_concurrency=8,
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retries never sleep (``pytestmark = pytest.mark.usefixtures("no_backoff")``)."""
+    with set_testing():
+        yield

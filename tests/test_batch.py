@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from helpers import wait_until
 
 from linkai_images import (
     AsyncImageClient,
@@ -18,38 +19,11 @@ from linkai_images import (
     ImageResponse,
     InsufficientCreditsError,
     RequestValidationError,
-    set_testing,
 )
 from linkai_images._models import RequestLike
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
-        max_concurrency=8,
-    ) as client:
-        yield client
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition()`` until true, for at most 10 s."""
-    with anyio.fail_after(10):
-        # The fake's counters move in its server thread: there is no event to wait on.
-        while not condition():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 async def test_results_align_with_inputs_of_every_form(

@@ -3,48 +3,22 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+from helpers import wait_until
 
 from linkai_images import (
     AsyncImageClient,
     BatchItem,
     ImageRequest,
     RequestValidationError,
-    set_testing,
 )
-from linkai_images.testing import FakeLinkAI, FakeServer, Fault
+from linkai_images.testing import FakeLinkAI, Fault
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
-        max_concurrency=8,
-    ) as client:
-        yield client
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll ``condition()`` until true, for at most 10 s."""
-    with anyio.fail_after(10):
-        # The fake's counters move in its server thread: there is no event to wait on.
-        while not condition():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 async def test_items_come_in_completion_order(client: AsyncImageClient, fake: FakeLinkAI) -> None:

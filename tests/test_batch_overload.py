@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,20 +10,12 @@ from linkai_images import (
     AsyncImageClient,
     ImageResponse,
     ServiceUnavailableError,
-    set_testing,
 )
 from linkai_images.testing import FakeServer, Fault
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 REQUESTS = 100
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
 
 
 def make_client(server: FakeServer, **options: object) -> AsyncImageClient:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -15,28 +14,12 @@ from linkai_images import (
     CheckpointError,
     ImageRequest,
     ImageResponse,
-    set_testing,
 )
 from linkai_images._checkpoint import Checkpoint, fingerprint
 from linkai_images._progress import ProgressEvent
-from linkai_images.testing import FakeLinkAI, FakeServer, Fault, make_png
+from linkai_images.testing import FakeLinkAI, Fault, make_png
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
-    async with AsyncImageClient(
-        server.fake.api_key, base_url=server.base_url, default_model="gpt-image-2"
-    ) as client:
-        yield client
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 def records(path: Path) -> list[dict[str, object]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -48,13 +48,6 @@ PNG = (
 def fake() -> FakeLinkAI:
     """A fresh fake platform accepting KEY."""
     return FakeLinkAI(api_key=KEY, extra_models={"future-model-9"})
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    """The fake served on loopback ports."""
-    with fake.serve() as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-import linkai_images
 from linkai_images import (
     AsyncImageClient,
     DownloadError,
@@ -20,7 +19,7 @@ from linkai_images import (
 from linkai_images._download import Downloader, safe_filename
 from linkai_images.testing import DEFAULT_API_KEY, FakeLinkAI, FakeServer, make_png
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 PNG = make_png(4, 3)
 
@@ -34,13 +33,6 @@ def downloader(handler: Callable[[httpx.Request], httpx.Response], **kw: object)
 
 def image(url: str = "https://cdn.test/u/abc.png") -> GeneratedImage:
     return GeneratedImage(url=url)
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> object:
-    """Download retries never sleep in these tests."""
-    with linkai_images.set_testing():
-        yield
 
 
 async def test_cdn_never_receives_the_api_key(

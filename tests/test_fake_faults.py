@@ -7,7 +7,7 @@ import json
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import anyio
 import httpx
@@ -20,17 +20,6 @@ pytestmark = pytest.mark.anyio
 # One TLS context for every client: httpx would load the CA bundle per client (slow).
 TLS = ssl.create_default_context()
 PROMPT = "a lighthouse in a storm"
-
-
-@pytest.fixture
-def fake() -> FakeLinkAI:
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    with fake.serve() as server:
-        yield server
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import base64
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -25,17 +25,6 @@ TLS = ssl.create_default_context()
 
 def data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-@pytest.fixture
-def fake() -> FakeLinkAI:
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    with fake.serve() as server:
-        yield server
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 
 import anyio
 import httpx
@@ -18,17 +17,6 @@ from linkai_images.testing import FakeLinkAI, FakeServer, png_size
 # One TLS context for every client: httpx would load the CA bundle per client (slow).
 TLS = ssl.create_default_context()
 BODY = json.dumps({"model": "gpt-image-2", "prompt": "a red kite"}).encode()
-
-
-@pytest.fixture
-def fake() -> FakeLinkAI:
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    with fake.serve() as server:
-        yield server
 
 
 def raw_request(fake: FakeLinkAI, body: bytes = BODY, extra: str = "") -> bytes:

@@ -5,31 +5,15 @@ from __future__ import annotations
 import builtins
 import io
 import sys
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from linkai_images import AsyncImageClient, BatchAbortedError, set_testing
+from linkai_images import AsyncImageClient, BatchAbortedError
 from linkai_images._progress import ProgressEvent, TqdmProgress, make_tracker
-from linkai_images.testing import FakeLinkAI, FakeServer, Fault
+from linkai_images.testing import FakeLinkAI, Fault
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> Iterator[None]:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
-
-
-@pytest.fixture
-async def client(server: FakeServer) -> AsyncIterator[AsyncImageClient]:
-    async with AsyncImageClient(
-        server.fake.api_key, base_url=server.base_url, default_model="gpt-image-2"
-    ) as client:
-        yield client
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 async def test_callable_gets_every_step_with_running_totals(

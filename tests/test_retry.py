@@ -23,7 +23,7 @@ from linkai_images import (
 from linkai_images._exceptions import status_error_class
 from linkai_images._retry import call_with_retries
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 def status_error(code: int, retry_after: float | None = None) -> APIStatusError:
@@ -43,13 +43,6 @@ def failing(errors: list[Exception], result: str = "ok") -> Callable[[], object]
         return result
 
     return attempt
-
-
-@pytest.fixture(autouse=True)
-def no_backoff() -> object:
-    """Retries in these tests never sleep."""
-    with set_testing():
-        yield
 
 
 async def test_503_is_retried_until_success_and_attempts_counted() -> None:

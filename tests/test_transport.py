@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import anyio
 import httpx
 import pytest
+from helpers import wait_until
 
 from linkai_images import APIConnectionError, APITimeoutError, AsyncImageClient, LinkAIError
 from linkai_images._aiohttp import AiohttpTransport, _map_error
@@ -34,19 +35,6 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 pytestmark = pytest.mark.anyio
 
 MODEL = "gpt-image-2"
-
-
-@pytest.fixture
-def fake() -> FakeLinkAI:
-    """A fresh fake platform."""
-    return FakeLinkAI()
-
-
-@pytest.fixture
-def server(fake: FakeLinkAI) -> Iterator[FakeServer]:
-    """The fake served on loopback ports."""
-    with fake.serve() as running:
-        yield running
 
 
 @pytest.fixture(params=["auto", "httpx"])
@@ -212,7 +200,7 @@ async def test_pool_exhausted_past_its_size_times_out_as_never_sent(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(transport.handle_async_request, request(url))
-            await _wait_for(lambda: fake.in_flight == 1)
+            await wait_until(lambda: fake.in_flight == 1)
             with pytest.raises((httpx.PoolTimeout, httpx.ConnectTimeout)) as caught:
                 await transport.handle_async_request(request(url, pool=0.2, connect=0.2))
             tg.cancel_scope.cancel()
@@ -438,14 +426,6 @@ def test_aiohttp_errors_keep_sent_apart_from_never_sent(
     """Only connection-establishment failures map to errors the boundary reads as never sent."""
     mapped = _map_error(error, httpx.Request("POST", "http://api.test/"))
     assert expected is type(mapped)
-
-
-async def _wait_for(condition: Callable[[], bool]) -> None:
-    """Poll ``condition()`` until true, for at most 10 s."""
-    with anyio.fail_after(10):
-        # The fake's counters move in its server thread: there is no event to wait on.
-        while not condition():  # noqa: ASYNC110
-            await anyio.sleep(0.005)
 
 
 class _ThreadedOrigin:
