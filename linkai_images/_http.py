@@ -24,6 +24,7 @@ from ._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    LinkAIError,
     status_error_class,
 )
 
@@ -232,7 +233,7 @@ class Endpoint:
 
     url: httpx.URL
     headers: httpx.Headers
-    timeout: Mapping[str, float | None]
+    timeout: dict[str, float | None]  # httpx's ``Timeout.as_dict()``, shared, never changed
 
     @classmethod
     def build(cls, url: httpx.URL, headers: Mapping[str, str], timeout: httpx.Timeout) -> Endpoint:
@@ -272,18 +273,24 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
     """
     request = endpoint.request(body)
     try:
-        response = await send(request)
-    except httpx.HTTPError as exc:
-        request.read()
-        raise _connection_error(exc, request) from exc
+        try:
+            response = await send(request)
+        except httpx.HTTPError as exc:
+            raise _connection_error(exc, request) from exc
+        return _result(response)
+    except LinkAIError:
+        request.read()  # the error carries the request: make its body readable there
+        raise
+
+
+def _result(response: httpx.Response) -> GenerationResult:
+    """The decoded success body of ``response``, or the error it stands for."""
     content = response.content
     if response.status_code >= 400:
-        request.read()
         raise _status_error(response, content)
     try:
         decoded = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
-        request.read()
         raise APIResponseValidationError(
             f"the API answered {response.status_code} with a body that is not JSON: "
             f"{_snippet(content.decode('utf-8', 'replace')) or '(empty)'}",
@@ -291,7 +298,6 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
             body=content.decode("utf-8", "replace"),
         ) from exc
     if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
-        request.read()
         raise APIResponseValidationError(
             f"the API answered {response.status_code} without a 'data' list: "
             f"{_snippet(json.dumps(decoded, ensure_ascii=False))}",
