@@ -63,43 +63,30 @@ async def test_in_flight_bound_is_reached_and_kept(
     assert 6 == fake.max_in_flight
 
 
-async def test_lazy_sync_iterable_is_pulled_incrementally(client: AsyncImageClient) -> None:
-    """A generator is read a request at a time: pulled minus yielded stays within 2x the pool."""
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_lazy_iterable_is_pulled_incrementally(client: AsyncImageClient, kind: str) -> None:
+    """A (sync or async) generator is read a request at a time: pulled minus yielded stays
+    within 2x the pool."""
     pulled = 0
 
-    def prompts() -> Iterator[str]:
+    def sync_prompts() -> Iterator[str]:
         nonlocal pulled
         for i in range(200):
             pulled += 1
             yield f"p{i}"
 
+    async def async_prompts() -> AsyncIterator[str]:
+        for prompt in sync_prompts():
+            yield prompt
+
+    source = sync_prompts() if kind == "sync" else async_prompts()
     ahead = []
-    async with client.as_completed(prompts(), concurrency=4) as items:
+    async with client.as_completed(source, concurrency=4) as items:
         yielded = 0
         async for _ in items:
             yielded += 1
             ahead.append(pulled - yielded)
     assert 200 == pulled
-    assert 200 == yielded
-    assert max(ahead) <= 2 * 4
-
-
-async def test_lazy_async_iterable_is_pulled_incrementally(client: AsyncImageClient) -> None:
-    """An async generator is read a request at a time, never far ahead of the results."""
-    pulled = 0
-
-    async def prompts() -> AsyncIterator[str]:
-        nonlocal pulled
-        for i in range(200):
-            pulled += 1
-            yield f"p{i}"
-
-    ahead = []
-    async with client.as_completed(prompts(), concurrency=4) as items:
-        yielded = 0
-        async for _ in items:
-            yielded += 1
-            ahead.append(pulled - yielded)
     assert 200 == yielded
     assert max(ahead) <= 2 * 4
 
