@@ -34,8 +34,8 @@ import anyio
 # Runs from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from linkai_images._b64 import DEFAULT_SLICE_BYTES, b64encode_sliced
-from linkai_images._inputs import encode_image_inputs
+from linkai_images._inputs.b64 import DEFAULT_SLICE_BYTES, b64encode_sliced
+from linkai_images._inputs.images import encode_image_inputs
 
 TICK = 0.001
 LAG_TARGET_MS = 10.0

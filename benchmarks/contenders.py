@@ -100,8 +100,8 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
     import httpx
 
     from linkai_images._config import USER_AGENT
-    from linkai_images._http import Endpoint
-    from linkai_images._transport import build_transport
+    from linkai_images._http.endpoint import Endpoint
+    from linkai_images._http.transport import build_transport
 
     transport = build_transport(concurrency)
     endpoint = Endpoint.build(

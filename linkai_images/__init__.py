@@ -8,10 +8,10 @@
 
 import logging
 
+from ._batch.progress import ProgressEvent
 from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
 from ._client import AsyncImageClient
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
-from ._download import save_results
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -33,9 +33,9 @@ from ._exceptions import (
     RequestValidationError,
     ServiceUnavailableError,
 )
-from ._inputs import DEFAULT_MAX_IMAGE_BYTES
+from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import BatchItem, BatchResults, GeneratedImage, ImageRequest, ImageResponse
-from ._progress import ProgressEvent
+from ._outputs.download import save_results
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
 from ._sync import ImageClient
 from ._version import __version__

@@ -27,17 +27,17 @@ from ._exceptions import (
     ClientClosedError,
     RequestValidationError,
 )
-from ._http import Endpoint, GenerationResult, Sender, post_generation
-from ._inputs import DEFAULT_MAX_IMAGE_BYTES
+from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
+from ._http.transport import build_transport
+from ._inputs.body import check_request, encode_body
+from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse
-from ._request import check_request, encode_body
 from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
-from ._transport import build_transport
 
 if TYPE_CHECKING:
-    from ._batch import BatchIterator, CheckpointPath, RequestSource
-    from ._inputs import ImageInput
-    from ._progress import ProgressArg
+    from ._batch.engine import BatchIterator, CheckpointPath, RequestSource
+    from ._batch.progress import ProgressArg
+    from ._inputs.images import ImageInput
 
 __all__ = ["AsyncImageClient"]
 
@@ -369,7 +369,7 @@ class AsyncImageClient:
 
     def _store(self) -> Any:
         if self._downloader is None:
-            from ._download import Downloader
+            from ._outputs.download import Downloader
 
             self._downloader = Downloader(self._http)
         return self._downloader
@@ -447,7 +447,7 @@ class AsyncImageClient:
             LinkAIError: the checkpoint is in use by another running batch.
             ClientClosedError: the client is closed.
         """
-        from ._batch import generate_many
+        from ._batch.engine import generate_many
 
         return await generate_many(
             self,
@@ -506,7 +506,7 @@ class AsyncImageClient:
             Exception: whatever the input iterable raised, after the requests
                 already in flight were yielded.
         """
-        from ._batch import as_completed
+        from ._batch.engine import as_completed
 
         return as_completed(
             self, requests, concurrency=concurrency, progress=progress, checkpoint=checkpoint

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from ._inputs import ImageInput
+    from ._inputs.images import ImageInput
 
 __all__ = [
     "BatchItem",
@@ -153,7 +153,7 @@ class GeneratedImage:
 
     def _require_store(self) -> _ImageStore:
         if self._store is None:
-            from ._download import standalone_store
+            from ._outputs.download import standalone_store
 
             return standalone_store()
         return self._store

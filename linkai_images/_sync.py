@@ -36,7 +36,7 @@ from ._exceptions import ClientClosedError
 from ._models import BatchItem, GeneratedImage, ImageResponse, RequestLike
 
 if TYPE_CHECKING:
-    from ._inputs import ImageInput
+    from ._inputs.images import ImageInput
     from ._retry import RetryHook
 
 __all__ = ["ImageClient"]

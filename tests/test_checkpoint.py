@@ -15,8 +15,8 @@ from linkai_images import (
     ImageRequest,
     ImageResponse,
 )
-from linkai_images._checkpoint import Checkpoint, fingerprint
-from linkai_images._progress import ProgressEvent
+from linkai_images._batch.checkpoint import Checkpoint, fingerprint
+from linkai_images._batch.progress import ProgressEvent
 from linkai_images.testing import FakeLinkAI, Fault, make_png
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from linkai_images import CATALOG, AsyncImageClient, __version__, set_testing
-from linkai_images._cli import _output_paths, main
-from linkai_images._cli_run import CHECKPOINT_NAME, slug
+from linkai_images._cli.main import _output_paths, main
+from linkai_images._cli.run import CHECKPOINT_NAME, slug
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault, make_png, png_size
 
 Run = Callable[..., tuple[int, str, str]]

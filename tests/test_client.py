@@ -194,7 +194,7 @@ async def test_images_are_encoded_once_and_reused_on_retries(
     client: AsyncImageClient, fake: FakeLinkAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two 503s then success: three identical bodies sent, the image encoded once."""
-    import linkai_images._request as request_module
+    import linkai_images._inputs.body as request_module
 
     calls = 0
     original = request_module.encode_image_inputs

@@ -16,7 +16,7 @@ from linkai_images import (
     ImageResponse,
     save_results,
 )
-from linkai_images._download import Downloader, safe_filename
+from linkai_images._outputs.download import Downloader, safe_filename
 from linkai_images.testing import DEFAULT_API_KEY, FakeLinkAI, FakeServer, make_png
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]

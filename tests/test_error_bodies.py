@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from linkai_images._http import parse_error_body, parse_retry_after
+from linkai_images._http.endpoint import parse_error_body, parse_retry_after
 
 
 def test_platform_error_shape_gives_message_and_type() -> None:

@@ -24,10 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from linkai_images import DEFAULT_MAX_IMAGE_BYTES, RequestValidationError, _b64, _inputs, _local
-from linkai_images._b64 import b64_decoded_size, b64_error, b64encode_sliced
-from linkai_images._inputs import ImageInput, check_image_inputs, encode_image_inputs
-from linkai_images._sniff import sniff_mime
+from linkai_images import DEFAULT_MAX_IMAGE_BYTES, RequestValidationError
+from linkai_images._inputs import b64 as _b64
+from linkai_images._inputs import images as _inputs
+from linkai_images._inputs import local as _local
+from linkai_images._inputs.b64 import b64_decoded_size, b64_error, b64encode_sliced
+from linkai_images._inputs.images import ImageInput, check_image_inputs, encode_image_inputs
+from linkai_images._inputs.sniff import sniff_mime
 
 pytestmark = pytest.mark.anyio
 
@@ -309,7 +312,7 @@ async def test_encoding_is_pure_and_repeatable(png_file: Path) -> None:
 def test_pil_is_never_imported_by_the_inputs_module() -> None:
     """Importing and using the inputs code leaves Pillow unimported (lazy integration)."""
     code = (
-        "import sys, linkai_images._inputs as m\n"
+        "import sys, linkai_images._inputs.images as m\n"
         "m.check_image_inputs(['https://e.x/a.png', b'GIF89a......'])\n"
         "try:\n    m.check_image_inputs([object()])\nexcept ValueError:\n    pass\n"
         "assert 'PIL' not in sys.modules, sorted(n for n in sys.modules if 'PIL' in n)\n"
@@ -735,7 +738,7 @@ async def test_the_loop_keeps_ticking_during_a_real_sliced_encode(
         finally:
             inside.clear()
 
-    monkeypatch.setattr("linkai_images._local.b64encode_sliced", flagged)
+    monkeypatch.setattr("linkai_images._inputs.local.b64encode_sliced", flagged)
 
     async def ticker(done: anyio.Event) -> None:
         while not done.is_set():

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from linkai_images import AsyncImageClient, BatchAbortedError
-from linkai_images._progress import ProgressEvent, TqdmProgress, make_tracker
+from linkai_images._batch.progress import ProgressEvent, TqdmProgress, make_tracker
 from linkai_images.testing import FakeLinkAI, Fault
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]

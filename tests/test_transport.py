@@ -20,10 +20,10 @@ import pytest
 from helpers import wait_until
 
 from linkai_images import APIConnectionError, APITimeoutError, AsyncImageClient, LinkAIError
-from linkai_images._aiohttp import AiohttpTransport, _map_error
-from linkai_images._http import _NEVER_SENT
-from linkai_images._pool import PooledTransport
-from linkai_images._transport import (
+from linkai_images._http.aio import AiohttpTransport, _map_error
+from linkai_images._http.endpoint import _NEVER_SENT
+from linkai_images._http.pool import PooledTransport
+from linkai_images._http.transport import (
     DOWNLOAD_CONNECTIONS,
     AutoTransport,
     HTTPBackend,
@@ -115,7 +115,7 @@ async def test_without_aiohttp_auto_falls_back_to_the_pool(
     fake: FakeLinkAI, server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the aiohttp extra missing, auto sends through the httpcore pool on any backend."""
-    monkeypatch.setattr("linkai_images._transport._aiohttp_installed", lambda: False)
+    monkeypatch.setattr("linkai_images._http.transport._aiohttp_installed", lambda: False)
     transport = build_transport(4)
     async with httpx.AsyncClient(transport=transport) as http:
         response = await http.send(request(server.base_url + "/images/generations"))
@@ -486,7 +486,7 @@ class _Origin(_ThreadedOrigin):
 
 def test_endpoint_builds_the_request_httpx_would() -> None:
     """The prebuilt endpoint's request is ``httpx.Request(content=...)``'s, plus Accept-Encoding."""
-    from linkai_images._http import Endpoint
+    from linkai_images._http.endpoint import Endpoint
 
     url = httpx.URL("http://127.0.0.1:8123/v1/images/generations")
     headers = {"Authorization": "Bearer sk-linkai-fake-key", "Content-Type": "application/json"}
@@ -558,7 +558,7 @@ async def test_compressed_answer_is_decoded_and_headers_are_the_clients(
 
 def test_header_bytes_that_are_not_utf8_fall_back_to_httpx_decoding() -> None:
     """aiohttp gets text headers: UTF-8 bytes exactly, anything else as httpx would decode it."""
-    from linkai_images._aiohttp import _text_headers
+    from linkai_images._http.aio import _text_headers
 
     utf8 = httpx.Headers([(b"x-name", "ünï".encode())])
     latin = httpx.Headers([(b"x-name", "é".encode("latin-1"))])

@@ -12,9 +12,9 @@ import io
 import os
 from typing import TYPE_CHECKING, Protocol
 
-from ._b64 import b64encode_sliced
-from ._exceptions import RequestValidationError
-from ._sniff import SNIFF_BYTES, describe_head, sniff_mime
+from .._exceptions import RequestValidationError
+from .b64 import b64encode_sliced
+from .sniff import SNIFF_BYTES, describe_head, sniff_mime
 
 if TYPE_CHECKING:
     import PIL.Image

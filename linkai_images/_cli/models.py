@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._catalog import ALL_ASPECT_RATIOS, CATALOG, ModelSpec
+from .._catalog import ALL_ASPECT_RATIOS, CATALOG, ModelSpec
 
 __all__ = ["models_table"]
 

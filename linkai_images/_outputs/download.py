@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
-from ._exceptions import APIConnectionError, APIStatusError, DownloadError, status_error_class
-from ._http import parse_error_body
-from ._retry import RetryPolicy, call_with_retries
-from ._transport import DOWNLOAD_CONNECTIONS
+from .._exceptions import APIConnectionError, APIStatusError, DownloadError, status_error_class
+from .._http.endpoint import parse_error_body
+from .._http.transport import DOWNLOAD_CONNECTIONS
+from .._retry import RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
-    from ._models import GeneratedImage, ImageResponse
+    from .._models import GeneratedImage, ImageResponse
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
@@ -305,7 +305,7 @@ async def save_results(
         DownloadError: an image could not be saved (the first such error,
             after every other image was saved).
     """
-    from ._models import ImageResponse
+    from .._models import ImageResponse
 
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")

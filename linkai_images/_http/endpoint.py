@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import httpx
 
-from ._exceptions import (
+from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,

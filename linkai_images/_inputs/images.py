@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 import anyio
 import attrs
 
-from ._b64 import b64_decoded_size, b64_error
-from ._exceptions import RequestValidationError
-from ._local import (
+from .._exceptions import RequestValidationError
+from .b64 import b64_decoded_size, b64_error
+from .local import (
     ALLOWED_TYPES,
     BinaryReader,
     encode_data,
@@ -45,7 +45,7 @@ from ._local import (
     reason,
     too_big,
 )
-from ._sniff import ALLOWED_MIME_TYPES, SNIFF_BYTES, sniff_mime
+from .sniff import ALLOWED_MIME_TYPES, SNIFF_BYTES, sniff_mime
 
 if TYPE_CHECKING:
     import PIL.Image

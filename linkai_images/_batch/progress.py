@@ -15,8 +15,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 import attrs
 
 if TYPE_CHECKING:
-    from ._models import ImageResponse
-    from ._retry import RetryEvent
+    from .._models import ImageResponse
+    from .._retry import RetryEvent
 
 __all__ = [
     "ProgressArg",

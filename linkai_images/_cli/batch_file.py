@@ -22,10 +22,10 @@ from typing import Any
 
 import attrs
 
-from ._cli_run import Job
-from ._exceptions import RequestValidationError
-from ._models import ImageRequest
-from ._request import check_request
+from .._exceptions import RequestValidationError
+from .._inputs.body import check_request
+from .._models import ImageRequest
+from .run import Job
 
 __all__ = ["FIELDS", "BatchFileError", "read_batch_file"]
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 
 import httpx
 
-from ._exceptions import LinkAIError
+from .._exceptions import LinkAIError
 
 if TYPE_CHECKING:
     import httpcore
@@ -111,7 +111,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
             # Built inside a running loop: import aiohttp now (about 0.1 s) rather
             # than in the first request. The choice itself still waits for that
             # request, which may run on another loop (the blocking client's).
-            from . import _aiohttp  # noqa: F401
+            from . import aio  # noqa: F401
 
     def __repr__(self) -> str:
         chosen = type(self._inner).__name__ if self._inner is not None else "not chosen yet"
@@ -136,7 +136,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
         library = current_async_library() or "asyncio"
         inner: httpx.AsyncBaseTransport
         if library == "asyncio" and self.backend != "httpx" and _aiohttp_installed():
-            from ._aiohttp import AiohttpTransport
+            from .aio import AiohttpTransport
 
             inner = AiohttpTransport(
                 max_connections=self.max_connections, keepalive_expiry=self.keepalive_expiry
@@ -149,7 +149,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
         else:
             import httpcore  # httpx 0.28 imports it lazily too: it pulls in h11 and trio
 
-            from ._pool import PooledTransport
+            from .pool import PooledTransport
 
             network: httpcore.AsyncNetworkBackend = (
                 httpcore.TrioBackend() if library == "trio" else httpcore.AnyIOBackend()

@@ -21,9 +21,9 @@ from typing import TextIO
 import anyio
 import attrs
 
-from ._client import AsyncImageClient
-from ._download import safe_filename
-from ._exceptions import (
+from .._batch.progress import ProgressEvent, TqdmProgress
+from .._client import AsyncImageClient
+from .._exceptions import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -31,9 +31,9 @@ from ._exceptions import (
     DownloadError,
     ModelNotAvailableError,
 )
-from ._models import ImageRequest, ImageResponse
-from ._progress import ProgressEvent, TqdmProgress
-from ._retry import RetryEvent
+from .._models import ImageRequest, ImageResponse
+from .._outputs.download import safe_filename
+from .._retry import RetryEvent
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -38,8 +38,8 @@ from typing import IO, Any
 import anyio
 import anyio.abc
 
-from ._exceptions import APIStatusError, CheckpointError
-from ._models import GeneratedImage, ImageRequest, ImageResponse
+from .._exceptions import APIStatusError, CheckpointError
+from .._models import GeneratedImage, ImageRequest, ImageResponse
 
 try:  # pragma: no cover - which branch depends on the platform
     import fcntl

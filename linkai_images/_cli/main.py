@@ -26,13 +26,13 @@ from typing import Any, TextIO
 import anyio
 import attrs
 
-from ._catalog import CATALOG
-from ._cli_batch import BatchFileError, read_batch_file
-from ._cli_run import Report, describe_error, print_summary, redact, run_jobs, slug
-from ._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY
-from ._exceptions import LinkAIError
-from ._retry import RetryEvent
-from ._version import __version__
+from .._catalog import CATALOG
+from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY
+from .._exceptions import LinkAIError
+from .._retry import RetryEvent
+from .._version import __version__
+from .batch_file import BatchFileError, read_batch_file
+from .run import Report, describe_error, print_summary, redact, run_jobs, slug
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "CommandError", "main"]
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print the catalog as JSON")
     models.set_defaults(run=_models)
 
-    from ._demo import DEFAULT_COUNT, DEFAULT_DEMO_DIR
+    from .demo import DEFAULT_COUNT, DEFAULT_DEMO_DIR
 
     demo = commands.add_parser(
         "demo", help="run a batch end to end against the bundled fake server (no key, no network)"
@@ -201,8 +201,8 @@ def _output_paths(output: str | None, prompt: str, count: int, extension: str) -
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ._client import AsyncImageClient
-    from ._download import safe_filename
+    from .._client import AsyncImageClient
+    from .._outputs.download import safe_filename
 
     options = _client_options(args)
 
@@ -236,7 +236,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from ._client import AsyncImageClient
+    from .._client import AsyncImageClient
 
     jobs = read_batch_file(args.file, default_model=args.model)
     options = _client_options(args)
@@ -262,14 +262,14 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([attrs.asdict(spec) for spec in CATALOG.values()], indent=2))
     else:
-        from ._cli_models import models_table
+        from .models import models_table
 
         print(models_table())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import run_demo
+    from .demo import run_demo
 
     return run_demo(args.out, count=args.count, progress=not args.no_progress)
 

@@ -15,11 +15,11 @@ from typing import Any
 import anyio
 import attrs
 
-from ._b64 import join_ascii_sliced
-from ._catalog import parse_pixel_size, validate_fields
-from ._exceptions import RequestValidationError
-from ._inputs import check_image_inputs, encode_image_inputs
-from ._models import ImageRequest
+from .._catalog import parse_pixel_size, validate_fields
+from .._exceptions import RequestValidationError
+from .._models import ImageRequest
+from .b64 import join_ascii_sliced
+from .images import check_image_inputs, encode_image_inputs
 
 __all__ = ["RESPONSE_FORMATS", "check_request", "encode_body"]
 

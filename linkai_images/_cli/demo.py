@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 import anyio
 import httpx
 
-from ._cli_run import Job, Report, print_summary, run_jobs
-from ._client import AsyncImageClient
-from ._exceptions import APIStatusError
-from ._models import ImageRequest
-from ._retry import RetryPolicy
+from .._client import AsyncImageClient
+from .._exceptions import APIStatusError
+from .._models import ImageRequest
+from .._retry import RetryPolicy
+from .run import Job, Report, print_summary, run_jobs
 
 if TYPE_CHECKING:
-    from .testing import FakeLinkAI
+    from ..testing import FakeLinkAI
 
 __all__ = ["DEFAULT_COUNT", "DEFAULT_DEMO_DIR", "DEMO_RETRY_POLICY", "demo_jobs", "run_demo"]
 
@@ -108,7 +108,7 @@ def _cause(exc: BaseException) -> str:
 
 
 def _png_size(path: Path) -> str:
-    from .testing import png_size
+    from ..testing import png_size
 
     try:
         with open(path, "rb") as file:
@@ -152,7 +152,7 @@ def run_demo(directory: Path, *, count: int = DEFAULT_COUNT, progress: bool = Tr
     Returns:
         The exit status: 0 when every request produced its image.
     """
-    from .testing import FakeLinkAI, Fault, make_png
+    from ..testing import FakeLinkAI, Fault, make_png
 
     started = time.monotonic()
     directory = directory.resolve()

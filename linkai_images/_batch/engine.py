@@ -44,26 +44,26 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._checkpoint import (
-    Checkpoint,
-    failure_record,
-    fingerprint,
-    response_from_record,
-    success_record,
-)
-from ._exceptions import (
+from .._exceptions import (
     AuthenticationError,
     BatchAbortedError,
     BatchError,
     InsufficientCreditsError,
     RequestValidationError,
 )
-from ._models import BatchItem, BatchResults, ImageRequest, RequestLike
-from ._progress import ProgressArg, Tracker, make_tracker
+from .._models import BatchItem, BatchResults, ImageRequest, RequestLike
+from .checkpoint import (
+    Checkpoint,
+    failure_record,
+    fingerprint,
+    response_from_record,
+    success_record,
+)
+from .progress import ProgressArg, Tracker, make_tracker
 
 if TYPE_CHECKING:
-    from ._client import AsyncImageClient
-    from ._retry import RetryEvent
+    from .._client import AsyncImageClient
+    from .._retry import RetryEvent
 
 __all__ = [
     "BatchIterator",

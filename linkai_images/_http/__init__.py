@@ -1,0 +1,10 @@
+"""HTTP: the one boundary between the network and the SDK's error tree.
+
+Owns: a single attempt of a generation request and the mapping of every
+httpx/aiohttp/JSON failure to a ``LinkAIError`` (``endpoint``), the choice of
+transport for the running event loop (``transport``), the O(1) connection pool
+over httpcore (``pool``) and the aiohttp transport for asyncio (``aio``).
+
+May import: ``_exceptions``, ``_config``. Never retries (one attempt is one
+call), models, batches, the client or the command line.
+"""

@@ -1,0 +1,8 @@
+"""Outputs: what happens to generated images once the API has answered.
+
+Owns: reading and saving images from the CDN or from inline base64, atomically
+and without the API key (``download``).
+
+May import: ``_exceptions``, ``_config``, ``_models``, ``_retry``, ``_http``.
+Never batches, the client or the command line.
+"""
