@@ -17,6 +17,7 @@ no checkpoint: the fake's image URLs die with it.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -29,12 +30,20 @@ from .._client import AsyncImageClient
 from .._exceptions import APIStatusError
 from .._models import ImageRequest
 from .._retry import RetryPolicy
+from .options import count
 from .run import Job, Report, print_summary, run_jobs
 
 if TYPE_CHECKING:
     from ..testing import FakeLinkAI
 
-__all__ = ["DEFAULT_COUNT", "DEFAULT_DEMO_DIR", "DEMO_RETRY_POLICY", "demo_jobs", "run_demo"]
+__all__ = [
+    "DEFAULT_COUNT",
+    "DEFAULT_DEMO_DIR",
+    "DEMO_RETRY_POLICY",
+    "add_command",
+    "demo_jobs",
+    "run_demo",
+]
 
 #: Where the demo's images go, under the current directory.
 DEFAULT_DEMO_DIR = "linkai-demo-output"
@@ -198,3 +207,31 @@ def run_demo(directory: Path, *, count: int = DEFAULT_COUNT, progress: bool = Tr
     report.elapsed = time.monotonic() - started
     print_summary(report, directory, checkpoint=False)
     return 1 if report.failed else 0
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to the command parsers."""
+    demo = commands.add_parser(
+        "demo", help="run a batch end to end against the bundled fake server (no key, no network)"
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path(DEFAULT_DEMO_DIR),
+        metavar="DIR",
+        help=f"where the images go (default: ./{DEFAULT_DEMO_DIR})",
+    )
+    demo.add_argument(
+        "--count",
+        type=count(1),
+        default=DEFAULT_COUNT,
+        metavar="N",
+        help=f"text-to-image requests (default: {DEFAULT_COUNT}; two image-to-image follow)",
+    )
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    demo.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo."""
+    return run_demo(args.out, count=args.count, progress=not args.no_progress)

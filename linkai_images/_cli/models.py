@@ -1,10 +1,31 @@
-"""``linkai-images models``: the model catalog as an aligned text table."""
+"""``linkai-images models``: the model catalog as an aligned text table, or as JSON."""
 
 from __future__ import annotations
 
+import argparse
+import json
+
+import attrs
+
 from .._catalog import ALL_ASPECT_RATIOS, CATALOG, ModelSpec
 
-__all__ = ["models_table"]
+__all__ = ["add_command", "models_table"]
+
+
+def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``models`` to the command parsers."""
+    models = commands.add_parser("models", help="list the known models and what they accept")
+    models.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    models.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the catalog."""
+    if args.json:
+        print(json.dumps([attrs.asdict(spec) for spec in CATALOG.values()], indent=2))
+    else:
+        print(models_table())
+    return 0
 
 
 def _ratios(spec: ModelSpec) -> str:

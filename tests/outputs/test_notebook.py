@@ -14,7 +14,7 @@ from ipykernel.kernelspec import install
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).parent.parent / "examples" / "batch.ipynb"
+NOTEBOOK = Path(__file__).parents[2] / "examples" / "batch.ipynb"
 KERNEL = "python3"
 #: The batch cell sends 8 prompts, one of which the fake's content filter refuses.
 PROMPTS = 8

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from linkai_images import CATALOG, AsyncImageClient, __version__, set_testing
-from linkai_images._cli.main import _output_paths, main
+from linkai_images._cli.generate import output_paths
+from linkai_images._cli.main import main
 from linkai_images._cli.run import CHECKPOINT_NAME, slug
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault, make_png, png_size
 
@@ -120,9 +121,9 @@ def test_several_images_get_numbered_names(tmp_path: Path) -> None:
     """Several images of one call go to FILE-1, FILE-2, ... or into a directory by prompt."""
     file = tmp_path / "fox.png"
     expected = [tmp_path / "fox-1.png", tmp_path / "fox-2.png"]
-    assert expected == _output_paths(str(file), "x", 2, ".png")
-    assert [tmp_path / "a-fox-1.webp"] == _output_paths(str(tmp_path), "A fox!", 2, ".webp")[:1]
-    assert [Path("a-fox.png")] == _output_paths(None, "A fox!", 1, ".png")
+    assert expected == output_paths(str(file), "x", 2, ".png")
+    assert [tmp_path / "a-fox-1.webp"] == output_paths(str(tmp_path), "A fox!", 2, ".webp")[:1]
+    assert [Path("a-fox.png")] == output_paths(None, "A fox!", 1, ".png")
 
 
 # --- batch ------------------------------------------------------------------------
@@ -476,6 +477,6 @@ def test_demo_as_a_child_process(tmp_path: Path) -> None:
 
 def test_the_models_table_in_the_docs_is_current(cli: Run) -> None:
     """docs/cli.md shows exactly what `linkai-images models` prints."""
-    docs = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
     block = docs.split("$ linkai-images models\n", 1)[1].split("```", 1)[0]
     assert block == cli("models")[1]

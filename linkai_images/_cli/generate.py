@@ -1,0 +1,92 @@
+"""``linkai-images generate``: one prompt, its images saved."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import anyio
+
+from .._client import AsyncImageClient
+from .._outputs.download import safe_filename
+from .._retry import RetryEvent
+from .options import PROG, client_options
+from .run import describe_error, slug
+
+__all__ = ["add_command", "output_paths"]
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], api: argparse.ArgumentParser
+) -> None:
+    """Add ``generate`` to the command parsers."""
+    generate = commands.add_parser(
+        "generate", parents=[api], help="generate images from a prompt and save them"
+    )
+    generate.add_argument("prompt", help="what to draw; with --image, how to change it")
+    generate.add_argument("-m", "--model", required=True, help="model code, e.g. gpt-image-2")
+    generate.add_argument(
+        "--image",
+        action="append",
+        metavar="PATH_OR_URL",
+        help="a reference image: a file, an http(s) URL or a data URI (repeatable)",
+    )
+    generate.add_argument("--size", help="resolution tier (1K, 2K, 4K, ...) or WIDTHxHEIGHT")
+    generate.add_argument("--aspect-ratio", help="e.g. 16:9")
+    generate.add_argument("--quality", help="e.g. high (gpt-image-2)")
+    generate.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE_OR_DIR",
+        help="where to save: a file (several images get -1, -2, ...) or a directory "
+        "(default: the current directory, named after the prompt)",
+    )
+    generate.set_defaults(run=run)
+
+
+def output_paths(output: str | None, prompt: str, count: int, extension: str) -> list[Path]:
+    """Where ``generate`` puts ``count`` images; see docs/cli.md."""
+    if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
+        directory = Path(output or ".")
+        stem = slug(prompt)
+    else:
+        file = Path(output)
+        directory, stem, extension = file.parent, file.stem, file.suffix
+    if count == 1:
+        return [directory / f"{stem}{extension}"]
+    return [directory / f"{stem}-{n}{extension}" for n in range(1, count + 1)]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate, save, print where the images went."""
+    options = client_options(args)
+
+    def on_retry(event: RetryEvent) -> None:
+        print(
+            f"{PROG}: attempt {event.attempt} failed ({describe_error(event.cause)}); "
+            f"retrying in {event.wait:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def generate() -> list[Path]:
+        async with AsyncImageClient(**options, on_retry=on_retry) as client:
+            response = await client.generate(
+                args.prompt,
+                model=args.model,
+                images=args.image,
+                size=args.size,
+                aspect_ratio=args.aspect_ratio,
+                quality=args.quality,
+            )
+            first = response.data[0].url
+            extension = Path(safe_filename(first)).suffix if first else ".png"
+            paths = output_paths(args.output, args.prompt, len(response.data), extension)
+            pairs = zip(response.data, paths, strict=True)
+            return [await image.save(path) for image, path in pairs]
+
+    for path in anyio.run(generate):
+        print(path)
+    return 0
