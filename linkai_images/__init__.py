@@ -34,11 +34,21 @@ from ._exceptions import (
     ServiceUnavailableError,
 )
 from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
-from ._models import BatchItem, BatchResults, GeneratedImage, ImageRequest, ImageResponse
-from ._outputs.download import save_results
+from ._models import (
+    BatchItem,
+    BatchResults,
+    GeneratedImage,
+    ImageRequest,
+    ImageResponse,
+    set_default_store,
+)
+from ._outputs.download import save_results, standalone_store
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
 from ._sync import ImageClient
 from ._version import __version__
+
+# Images that no client made read and save through a short-lived pool of their own.
+set_default_store(standalone_store)
 
 __all__ = [
     "APIConnectionError",

@@ -31,7 +31,7 @@ from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
 from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
 from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
-from ._models import GeneratedImage, ImageRequest, ImageResponse
+from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
 from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class AsyncImageClient:
         # free; the request that follows yields to the loop anyway.
         self._limiter = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._state = _State.OPEN
-        self._downloader: Any = None
+        self._downloader: ImageStore | None = None
 
     def __repr__(self) -> str:
         return (
@@ -367,7 +367,7 @@ class AsyncImageClient:
             request_id=result.request_id,
         )
 
-    def _store(self) -> Any:
+    def _store(self) -> ImageStore:
         if self._downloader is None:
             from ._outputs.download import Downloader
 

@@ -9,10 +9,29 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ._models import GeneratedImage, ImageResponse
+# Structural views of ``_models``' classes: the data layer imports this module
+# to render itself, so this module must not import it back.
+
+
+class _Image(Protocol):
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def b64_json(self) -> str | None: ...
+
+
+class _Response(Protocol):
+    @property
+    def data(self) -> Sequence[_Image]: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def elapsed(self) -> float: ...
+
 
 __all__ = ["THUMBNAIL_PX", "response_html", "results_html"]
 
@@ -27,7 +46,7 @@ _IMG = "max-width:100%;max-height:{px}px;border-radius:4px;display:block"
 _MAX_CAPTION = 80
 
 
-def _source(image: GeneratedImage) -> str | None:
+def _source(image: _Image) -> str | None:
     if image.b64_json:
         return f"data:image/png;base64,{image.b64_json}"
     return image.url
@@ -38,7 +57,7 @@ def _caption(text: str) -> str:
     return html.escape(short)
 
 
-def _figure(image: GeneratedImage, caption: str) -> str:
+def _figure(image: _Image, caption: str) -> str:
     src = _source(image)
     link = html.escape(image.url or "", quote=True)
     picture = (
@@ -56,7 +75,7 @@ def _grid(cells: Iterable[str]) -> str:
     return f'<div style="{_GRID.format(px=THUMBNAIL_PX)}">{"".join(cells)}</div>'
 
 
-def response_html(response: ImageResponse) -> str:
+def response_html(response: _Response) -> str:
     """One response: its images in a grid, captioned with model, attempts and time."""
     meta = _caption(
         f"{response.model or 'image'} · {response.attempts} attempt(s) · {response.elapsed:.1f}s"
@@ -64,19 +83,20 @@ def response_html(response: ImageResponse) -> str:
     return _grid(_figure(image, meta) for image in response.data)
 
 
-def results_html(results: Sequence[object]) -> str:
-    """A batch's aligned results: each image captioned with its index, failures in red."""
-    from ._models import ImageResponse
+def results_html(results: Sequence[object], response_type: type[_Response]) -> str:
+    """A batch's aligned results: each image captioned with its index, failures in red.
 
+    ``response_type`` is the class whose instances are results (``ImageResponse``).
+    """
     cells: list[str] = []
     for index, result in enumerate(results):
-        if isinstance(result, ImageResponse):
+        if isinstance(result, response_type):
             cells.extend(_figure(image, f"#{index}") for image in result.data)
         elif isinstance(result, BaseException):
             cells.append(
                 f'<figure style="{_CELL};color:#b00">#{index} '
                 f"{_caption(f'{type(result).__name__}: {result}')}</figure>"
             )
-    ok = sum(isinstance(r, ImageResponse) for r in results)
+    ok = sum(isinstance(r, response_type) for r in results)
     summary = f"<p style='font:12px sans-serif'>{ok} of {len(results)} succeeded</p>"
     return summary + _grid(cells)

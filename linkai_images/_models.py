@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import attrs
 
+from ._display import response_html, results_html
+from ._exceptions import RequestValidationError
+
 if TYPE_CHECKING:
-    from ._inputs.images import ImageInput
+    import PIL.Image
 
 __all__ = [
     "BatchItem",
     "BatchResults",
+    "BinaryReader",
     "GeneratedImage",
+    "ImageInput",
     "ImageRequest",
     "ImageResponse",
+    "ImageStore",
     "RequestLike",
+    "set_default_store",
+]
+
+
+class BinaryReader(Protocol):
+    """A binary file object: ``read(size)`` returns bytes (``open(path, "rb")``, ``BytesIO``)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+#: One reference image: an http(s) URL or data URI (``str``), a local path
+#: (``str`` or ``os.PathLike``), raw bytes, a binary file object or a PIL image.
+ImageInput = Union[
+    str, os.PathLike[str], bytes, bytearray, memoryview, BinaryReader, "PIL.Image.Image"
 ]
 
 _REQUEST_FIELDS = ("model", "prompt", "images", "size", "aspect_ratio", "quality",
@@ -76,8 +96,6 @@ class ImageRequest:
             RequestValidationError: a dict with unknown or missing fields, or
                 a value of another type.
         """
-        from ._exceptions import RequestValidationError
-
         if isinstance(value, ImageRequest):
             return value
         if isinstance(value, str):
@@ -101,12 +119,29 @@ class ImageRequest:
 RequestLike = ImageRequest | Mapping[str, Any] | str
 
 
-class _ImageStore(Protocol):
-    """What a ``GeneratedImage`` needs to fetch and save itself (the client's downloader)."""
+class ImageStore(Protocol):
+    """What a ``GeneratedImage`` needs to fetch and save itself.
+
+    The client that made the image injects its downloader; this module never
+    imports one, so the data layer does no I/O of its own.
+    """
 
     async def read(self, image: GeneratedImage) -> bytes: ...
 
     async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path: ...
+
+
+_default_store: Callable[[], ImageStore] | None = None
+
+
+def set_default_store(factory: Callable[[], ImageStore]) -> None:
+    """Set the store of images that no client made (``GeneratedImage(url=...)``).
+
+    ``linkai_images/__init__.py`` wires in the output layer's standalone
+    downloader, so the data layer stays below it.
+    """
+    global _default_store
+    _default_store = factory
 
 
 def _b64_repr(value: str | None) -> str:
@@ -128,7 +163,7 @@ class GeneratedImage:
     url: str | None = None
     b64_json: str | None = attrs.field(default=None, repr=_b64_repr)
     revised_prompt: str | None = None
-    _store: _ImageStore | None = attrs.field(default=None, repr=False, eq=False, alias="store")
+    _store: ImageStore | None = attrs.field(default=None, repr=False, eq=False, alias="store")
 
     async def read(self) -> bytes:
         """The image's bytes: decoded from ``b64_json``, or downloaded from ``url``.
@@ -151,12 +186,12 @@ class GeneratedImage:
         """
         return await self._require_store().save(self, path)
 
-    def _require_store(self) -> _ImageStore:
-        if self._store is None:
-            from ._outputs.download import standalone_store
-
-            return standalone_store()
-        return self._store
+    def _require_store(self) -> ImageStore:
+        if self._store is not None:
+            return self._store
+        if _default_store is None:  # pragma: no cover - the package's __init__ sets it
+            raise RuntimeError("no image store: import linkai_images to wire one in")
+        return _default_store()
 
 
 @attrs.frozen(kw_only=True)
@@ -199,8 +234,6 @@ class ImageResponse:
         return paths
 
     def _repr_html_(self) -> str:
-        from ._display import response_html
-
         return response_html(self)
 
 
@@ -245,6 +278,4 @@ class BatchResults(list):  # type: ignore[type-arg]
         return [r for r in self if isinstance(r, BaseException)]
 
     def _repr_html_(self) -> str:
-        from ._display import results_html
-
-        return results_html(self)
+        return results_html(self, ImageResponse)

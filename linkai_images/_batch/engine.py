@@ -38,7 +38,7 @@ from collections.abc import (
     Sized,
 )
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -51,7 +51,7 @@ from .._exceptions import (
     InsufficientCreditsError,
     RequestValidationError,
 )
-from .._models import BatchItem, BatchResults, ImageRequest, RequestLike
+from .._models import BatchItem, BatchResults, ImageRequest, ImageResponse, ImageStore, RequestLike
 from .checkpoint import (
     Checkpoint,
     failure_record,
@@ -62,16 +62,38 @@ from .checkpoint import (
 from .progress import ProgressArg, Tracker, make_tracker
 
 if TYPE_CHECKING:
-    from .._client import AsyncImageClient
-    from .._retry import RetryEvent
+    from .._retry import RetryEvent, RetryHook
 
 __all__ = [
+    "BatchClient",
     "BatchIterator",
     "CheckpointPath",
     "RequestSource",
     "as_completed",
     "generate_many",
 ]
+
+
+class BatchClient(Protocol):
+    """What the engine needs of a client (``AsyncImageClient`` has it).
+
+    Declared here so that the client imports the batch layer and never the
+    other way round.
+    """
+
+    @property
+    def max_concurrency(self) -> int: ...
+
+    def check(self, request: ImageRequest) -> ImageRequest: ...
+
+    async def _generate(
+        self, request: ImageRequest, *, on_retry: RetryHook | None = None
+    ) -> ImageResponse: ...
+
+    def _store(self) -> ImageStore: ...
+
+    def _ensure_open(self) -> None: ...
+
 
 #: What a batch takes: a sync or async iterable of requests (``ImageRequest``, dict, prompt).
 RequestSource = Iterable[RequestLike] | AsyncIterable[RequestLike]
@@ -86,7 +108,7 @@ _CHECK_SLICE = 512
 _MAX_LISTED = 10
 
 
-def resolve_concurrency(client: AsyncImageClient, concurrency: int | None) -> int:
+def resolve_concurrency(client: BatchClient, concurrency: int | None) -> int:
     """The batch's bound: ``concurrency``, or the client's ``max_concurrency``.
 
     Raises:
@@ -193,7 +215,7 @@ class _Engine:
 
     def __init__(
         self,
-        client: AsyncImageClient,
+        client: BatchClient,
         source: _Source,
         *,
         concurrency: int,
@@ -328,7 +350,7 @@ async def _materialize(requests: RequestSource) -> list[Any]:
     return list(requests)
 
 
-async def _check_all(client: AsyncImageClient, raws: list[Any]) -> list[ImageRequest]:
+async def _check_all(client: BatchClient, raws: list[Any]) -> list[ImageRequest]:
     checked: list[ImageRequest] = []
     bad: list[tuple[int, Exception]] = []
     for index, raw in enumerate(raws):
@@ -350,7 +372,7 @@ async def _check_all(client: AsyncImageClient, raws: list[Any]) -> list[ImageReq
 
 
 async def generate_many(
-    client: AsyncImageClient,
+    client: BatchClient,
     requests: RequestSource,
     *,
     concurrency: int | None = None,
@@ -358,7 +380,7 @@ async def generate_many(
     progress: ProgressArg = None,
     checkpoint: CheckpointPath = None,
 ) -> list[Any]:
-    """Run a batch to the end; see ``AsyncImageClient.generate_many``."""
+    """Run a batch to the end; see ``BatchClient.generate_many``."""
     bound = resolve_concurrency(client, concurrency)
     _check_source(requests)
     client._ensure_open()
@@ -537,14 +559,14 @@ class BatchIterator(AsyncIterator[BatchItem]):
 
 
 def as_completed(
-    client: AsyncImageClient,
+    client: BatchClient,
     requests: RequestSource,
     *,
     concurrency: int | None = None,
     progress: ProgressArg = None,
     checkpoint: CheckpointPath = None,
 ) -> BatchIterator:
-    """Build the iterator of ``AsyncImageClient.as_completed``."""
+    """Build the iterator of ``BatchClient.as_completed``."""
     bound = resolve_concurrency(client, concurrency)
     _check_source(requests)
     total = len(requests) if isinstance(requests, Sized) else None

@@ -26,17 +26,17 @@ import reprlib
 import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeGuard, Union, cast
+from typing import TYPE_CHECKING, TypeGuard, cast
 from urllib.parse import urlsplit
 
 import anyio
 import attrs
 
 from .._exceptions import RequestValidationError
+from .._models import BinaryReader, ImageInput
 from .b64 import b64_decoded_size, b64_error
 from .local import (
     ALLOWED_TYPES,
-    BinaryReader,
     encode_data,
     encode_file,
     encode_path,
@@ -61,12 +61,6 @@ __all__ = [
 #: The default cap on one local reference image, in bytes (20 MiB), before base64.
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
-
-#: One reference image: an http(s) URL or data URI (``str``), a local path
-#: (``str`` or ``os.PathLike``), raw bytes, a binary file object or a PIL image.
-ImageInput = Union[
-    str, os.PathLike[str], bytes, bytearray, memoryview, BinaryReader, "PIL.Image.Image"
-]
 
 _ALLOWED_KINDS = (
     "an http(s) URL, a data:image/...;base64 URI, a file path, bytes, "

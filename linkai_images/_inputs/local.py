@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .._exceptions import RequestValidationError
+from .._models import BinaryReader
 from .b64 import b64encode_sliced
 from .sniff import SNIFF_BYTES, describe_head, sniff_mime
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALLOWED_TYPES",
-    "BinaryReader",
     "encode_data",
     "encode_file",
     "encode_path",
@@ -36,12 +36,6 @@ ALLOWED_TYPES = "PNG, JPEG, WEBP or GIF"
 
 _PIL_FORMATS = frozenset(("PNG", "JPEG", "WEBP", "GIF"))
 _PNG_MODES = frozenset(("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"))
-
-
-class BinaryReader(Protocol):
-    """A binary file object: ``read(size)`` returns bytes (``open(path, "rb")``, ``BytesIO``)."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
 
 
 def too_big(who: str, size: int | str, max_bytes: int) -> RequestValidationError:

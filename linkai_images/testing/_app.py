@@ -23,7 +23,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import attrs
 
@@ -31,12 +31,10 @@ from ._cdn import Cdn
 from ._faults import Fault, FaultSchedule, fault_reply
 from ._png import make_png_b64
 from ._records import RecordedCdnRequest, RecordedRequest, inspect_image
-from ._reply import JSON_HEADER, Reply, error_reply
+from ._reply import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, JSON_HEADER, Reply, error_reply
 from ._rules import Job, Rejection, Rules
-
-if TYPE_CHECKING:
-    from ._server import FakeServer
-    from ._transport import FakeTransport
+from ._server import FakeServer
+from ._transport import FakeTransport
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -58,10 +56,6 @@ DEFAULT_BANNED_WORDS: frozenset[str] = frozenset({"forbidden"})
 DEFAULT_SCALE = 16
 #: How many recent requests (and CDN requests) are kept for inspection.
 DEFAULT_RECORD_LIMIT = 10_000
-#: The API base URL of the in-process transport (no sockets behind it).
-IN_PROCESS_BASE_URL = "http://linkai.fake/v1"
-#: The CDN origin of the in-process transport.
-IN_PROCESS_CDN_URL = "http://cdn.linkai.fake"
 #: The one API path.
 GENERATIONS_PATH = "/v1/images/generations"
 
@@ -320,11 +314,11 @@ class FakeLinkAI:
             A transport that is both ``httpx.AsyncBaseTransport`` and
             ``httpx.BaseTransport``.
         """
-        from ._transport import FakeTransport
-
         return FakeTransport(self)
 
-    def serve(self, *, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0) -> FakeServer:
+    def serve(
+        self, *, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0
+    ) -> FakeServer[FakeLinkAI]:
         """A real HTTP server for this fake on loopback; use it as a context manager.
 
         ``with fake.serve() as server:`` starts the API and the CDN on two
@@ -339,8 +333,6 @@ class FakeLinkAI:
         Returns:
             The server, not yet started (``with`` or ``start()`` starts it).
         """
-        from ._server import FakeServer
-
         return FakeServer(self, host=host, port=port, cdn_port=cdn_port)
 
     # -- the engine (called by the front ends) --------------------------------

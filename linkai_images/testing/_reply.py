@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Protocol
 
 import attrs
 
-__all__ = ["JSON_HEADER", "Reply", "error_body", "error_reply"]
+__all__ = [
+    "IN_PROCESS_BASE_URL",
+    "IN_PROCESS_CDN_URL",
+    "JSON_HEADER",
+    "Engine",
+    "Reply",
+    "error_body",
+    "error_reply",
+]
+
+#: The API base URL of the in-process transport.
+IN_PROCESS_BASE_URL = "http://linkai.fake/v1"
+#: The CDN origin of the in-process transport.
+IN_PROCESS_CDN_URL = "http://cdn.linkai.fake"
 
 #: The content type of every JSON answer.
 JSON_HEADER = ("content-type", "application/json")
@@ -63,3 +77,19 @@ def error_body(status_code: int, message: str) -> bytes:
 def error_reply(status: int, message: str, request_id: str) -> Reply:
     """The platform's error answer to an API request, its ``X-Request-Id`` included."""
     return Reply(status, (JSON_HEADER, ("x-request-id", request_id)), error_body(status, message))
+
+
+class Engine(Protocol):
+    """What a front end needs of the engine (``FakeLinkAI`` has it).
+
+    Declared here, below both, so that the engine can build its front ends
+    (``FakeLinkAI.serve()``, ``.transport()``) without them importing it back.
+    """
+
+    def _handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, *, cdn_url: str
+    ) -> Reply: ...
+
+    def _handle_cdn(self, method: str, target: str, headers: Mapping[str, str]) -> Reply: ...
+
+    def _finish(self) -> None: ...

@@ -16,11 +16,14 @@ import functools
 import threading
 from http import HTTPStatus
 from types import TracebackType
+from typing import Any, Generic, TypeVar
 
-from ._app import FakeLinkAI
-from ._reply import Reply, error_body
+from ._reply import Engine, Reply, error_body
 
 __all__ = ["FakeServer"]
+
+#: The engine a server serves (``FakeLinkAI``), so that ``server.fake`` keeps its type.
+EngineT = TypeVar("EngineT", bound=Engine)
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 256 * 1024 * 1024
@@ -131,7 +134,7 @@ def _chunked_body(buffer: bytearray, start: int) -> tuple[bytes, int] | None:
 class _Connection(asyncio.Protocol):
     """One TCP connection to either origin; requests on it are answered in order."""
 
-    def __init__(self, server: FakeServer, api: bool) -> None:
+    def __init__(self, server: FakeServer[Any], api: bool) -> None:
         self._server = server
         self._api = api
         self._buffer = bytearray()
@@ -268,7 +271,7 @@ class _Connection(asyncio.Protocol):
             self._close()
 
 
-class FakeServer:
+class FakeServer(Generic[EngineT]):
     """A :class:`FakeLinkAI` served over real TCP on two loopback ports.
 
     Made by :meth:`FakeLinkAI.serve`; ``with fake.serve() as server:`` starts
@@ -283,7 +286,7 @@ class FakeServer:
     """
 
     def __init__(
-        self, fake: FakeLinkAI, *, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0
+        self, fake: EngineT, *, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0
     ) -> None:
         self.fake = fake
         self.host = host
@@ -331,7 +334,7 @@ class FakeServer:
         """TCP connections accepted by the CDN origin since the start."""
         return self._cdn_opened
 
-    def start(self) -> FakeServer:
+    def start(self) -> FakeServer[EngineT]:
         """Start listening, in a daemon thread with its own event loop.
 
         Returns:
@@ -360,7 +363,7 @@ class FakeServer:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(_STOP_TIMEOUT)
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> FakeServer[EngineT]:
         return self.start()
 
     def __exit__(

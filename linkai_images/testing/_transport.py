@@ -8,8 +8,7 @@ from collections.abc import Mapping
 import anyio
 import httpx
 
-from ._app import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, FakeLinkAI
-from ._reply import Reply
+from ._reply import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, Engine, Reply
 
 __all__ = ["FakeTransport"]
 
@@ -52,7 +51,7 @@ class FakeTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
         fake: the fake to serve.
     """
 
-    def __init__(self, fake: FakeLinkAI) -> None:
+    def __init__(self, fake: Engine) -> None:
         self.fake = fake
 
     def __repr__(self) -> str:

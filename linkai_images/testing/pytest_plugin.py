@@ -31,7 +31,7 @@ def linkai_fake() -> FakeLinkAI:
 
 
 @pytest.fixture
-def linkai_server(linkai_fake: FakeLinkAI) -> Iterator[FakeServer]:
+def linkai_server(linkai_fake: FakeLinkAI) -> Iterator[FakeServer[FakeLinkAI]]:
     """The ``linkai_fake`` fixture served on loopback for the test's duration.
 
     Works in sync tests and in async tests on any event loop: the server has
