@@ -196,14 +196,14 @@ def build_plan(
                 cost=group_cost,
             )
         )
-    images, size, remote = _references([request for _, request in checked])
+    images, footprint, remote = _references([request for _, request in checked])
     skipped = sum(resumed)
     return BatchPlan(
         requests=total,
         invalid=tuple(sorted(invalid)),
         groups=tuple(groups),
         reference_images=images,
-        reference_bytes=size,
+        reference_bytes=footprint,
         remote_references=remote,
         resumed=skipped,
         to_send=len(checked) - skipped,
@@ -267,7 +267,9 @@ def describe_plan(plan: BatchPlan) -> list[str]:
             line += ": no price"
         lines.append(line)
     megabytes = plan.reference_bytes / 1_000_000
-    remote = f", {plan.remote_references} of them URLs (size unknown)" if plan.remote_references else ""
+    remote = (
+        f", {plan.remote_references} of them URLs (size unknown)" if plan.remote_references else ""
+    )
     lines.append(
         f"reference images: {plan.reference_images} distinct, {megabytes:.1f} MB local{remote}"
     )
@@ -275,4 +277,3 @@ def describe_plan(plan: BatchPlan) -> list[str]:
         missing = f" ({plan.unpriced} requests have no price)" if plan.unpriced else ""
         lines.append(f"estimated cost: {plan.estimated_cost:.2f}{unit}{missing}")
     return lines
-

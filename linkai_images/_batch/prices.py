@@ -48,7 +48,8 @@ _ANY_SIZE = "default"
 
 def _number(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: the price must be a number, not {value!r}")
+        # A wrong value in the user's file: ValueError, like every other mistake in it.
+        raise ValueError(f"{where}: the price must be a number, not {value!r}")  # noqa: TRY004
     price = float(value)
     if not math.isfinite(price) or price < 0:
         raise ValueError(f"{where}: the price must be a finite number >= 0, not {value!r}")
@@ -78,7 +79,7 @@ class Prices:
             ValueError: the layout is wrong; the message names the entry.
         """
         if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: expected an object with a 'models' table")
+            raise ValueError(f"{source}: expected an object with a 'models' table")  # noqa: TRY004
         unknown = sorted(set(data) - {"currency", "models"})
         if unknown:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""The ``linkai-images`` command line: ``generate``, ``batch``, ``models``, ``demo``.
+"""The ``linkai-images`` command line: ``generate``, ``batch``, ``models``, ``demo``, ``gallery``.
 
 Built on argparse, not click or typer: four subcommands do not justify a new
 core dependency, which every user of the SDK (most of whom never run the
@@ -24,7 +24,7 @@ from typing import TextIO
 from .._config import ENV_API_KEY
 from .._exceptions import LinkAIError
 from .._version import __version__
-from . import batch, demo, generate, models
+from . import batch, demo, gallery, generate, models
 from .batch_file import BatchFileError
 from .options import PROG, CommandError, api_options
 from .run import describe_error, redact
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_command(commands, api)
     models.add_command(commands)
     demo.add_command(commands)
+    gallery.add_command(commands)
     return parser
 
 

@@ -147,11 +147,18 @@ def render_gallery(
     if failures:
         count += f", {len(failures)} failed"
     figures = "\n".join(_figure(row) for row in rows if isinstance(row.get("file_name"), str))
-    body = f'<main class="grid">\n{figures}\n</main>' if figures else '<p class="empty">No images yet.</p>'
+    body = (
+        f'<main class="grid">\n{figures}\n</main>'
+        if figures
+        else '<p class="empty">No images yet.</p>'
+    )
     failed = ""
     if failures:
         items = "\n".join(_failure(row) for row in failures)
-        failed = f'<section class="failures"><h2>Failed ({len(failures)})</h2>\n<ol>\n{items}\n</ol></section>'
+        failed = (
+            f'<section class="failures"><h2>Failed ({len(failures)})</h2>\n'
+            f"<ol>\n{items}\n</ol></section>"
+        )
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'

@@ -273,7 +273,9 @@ class ManifestWriter:
         self._closed = False
 
     @classmethod
-    async def open(cls, directory: str | os.PathLike[str], name: str = MANIFEST_NAME) -> ManifestWriter:
+    async def open(
+        cls, directory: str | os.PathLike[str], name: str = MANIFEST_NAME
+    ) -> ManifestWriter:
         """Open the manifest ``name`` in ``directory``, keeping its lines whose files exist.
 
         Raises:

@@ -22,24 +22,6 @@ from linkai_images.testing import FakeLinkAI, FakeServer, Fault, make_png, png_s
 Run = Callable[..., tuple[int, str, str]]
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``cli(*args)`` runs ``main(args)`` and returns (status, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
-
-
-@pytest.fixture
-def api(linkai_server: FakeServer) -> list[str]:
-    """The options pointing the CLI at the loopback fake."""
-    return ["--base-url", linkai_server.base_url, "--api-key", linkai_server.fake.api_key]
-
-
 def error_line(err: str) -> str:
     """The single line of a user error on stderr (and proof that there is only one)."""
     lines = err.strip().splitlines()

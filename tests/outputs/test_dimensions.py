@@ -24,7 +24,10 @@ def test_lossless_webp_and_exif_jpeg() -> None:
     webp, jpeg = io.BytesIO(), io.BytesIO()
     Image.new("RGBA", (77, 55)).save(webp, format="WEBP", lossless=True)
     Image.new("RGB", (90, 40)).save(jpeg, format="JPEG", exif=b"Exif\x00\x00" + b"\x00" * 30000)
-    assert [(77, 55), (90, 40)] == [image_dimensions(webp.getvalue()), image_dimensions(jpeg.getvalue())]
+    assert [(77, 55), (90, 40)] == [
+        image_dimensions(webp.getvalue()),
+        image_dimensions(jpeg.getvalue()),
+    ]
 
 
 def test_unknown_bytes_have_no_size() -> None:

@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from linkai_images._outputs.gallery import render_gallery, write_gallery
@@ -101,8 +100,15 @@ def test_every_image_loads_and_hostile_text_stays_text(tmp_path: Path) -> None:
     assert (3, 0, 0) == (seen["images"], seen["broken"], seen["scripts"])
     assert tmp_path.name == seen["title"]  # the hostile prompt did not run
     text = str(seen["text"])
-    for shown in (HOSTILE, "<img src=x onerror=alert(1)>", "<script>alert(2)</script>",
-                  "batch: <i>night</i>", "line 4", "(409): moderation", "3 images, 2 failed"):
+    for shown in (
+        HOSTILE,
+        "<img src=x onerror=alert(1)>",
+        "<script>alert(2)</script>",
+        "batch: <i>night</i>",
+        "line 4",
+        "(409): moderation",
+        "3 images, 2 failed",
+    ):
         assert shown in text  # fmt: skip
 
 

@@ -24,6 +24,16 @@ from linkai_images.testing._png import make_png
 pytestmark = pytest.mark.anyio
 
 
+def part_files(directory: Path) -> list[str]:
+    """Temporary files left in ``directory``."""
+    return [path.name for path in directory.iterdir() if path.name.endswith(".part")]
+
+
+def manifests(directory: Path) -> list[str]:
+    """The manifest files of ``directory``, sorted."""
+    return sorted(path.name for path in directory.glob("metadata*.jsonl"))
+
+
 def saved_row(directory: Path, name: str, prompt: str, **extra: object) -> dict[str, object]:
     """Write a PNG named ``name`` and return its manifest line."""
     (directory / name).write_bytes(make_png(32, 16))
@@ -56,7 +66,11 @@ def test_a_line_has_file_name_first_then_every_column(tmp_path: Path) -> None:
     ] == list(row)  # fmt: skip
     png = make_png(32, 16)
     assert (len(png), 32, 16, "A7", "mine") == (
-        row["bytes"], row["width"], row["height"], row["id"], row["input_url"]
+        row["bytes"],
+        row["width"],
+        row["height"],
+        row["id"],
+        row["input_url"],
     )
 
 
@@ -93,7 +107,7 @@ async def test_reopening_drops_torn_lines_and_missing_files(tmp_path: Path) -> N
     assert (True, False) == (writer.has("0001-a.png"), writer.has("0002-b.png"))
     assert [kept] == read_rows(tmp_path / "metadata.jsonl")
     await writer.aclose()
-    assert [] == [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    assert [] == part_files(tmp_path)
 
 
 async def test_a_file_written_twice_has_one_line(tmp_path: Path) -> None:
@@ -111,9 +125,7 @@ async def test_shards_keep_their_own_files_and_merge(tmp_path: Path) -> None:
         writer = await ManifestWriter.open(tmp_path, shard_manifest_name(index, 2))
         await writer.add(saved_row(tmp_path, name, name))
         await writer.aclose()
-    assert ["metadata.shard-1-of-2.jsonl", "metadata.shard-2-of-2.jsonl"] == sorted(
-        p.name for p in tmp_path.glob("metadata*.jsonl")
-    )
+    assert ["metadata.shard-1-of-2.jsonl", "metadata.shard-2-of-2.jsonl"] == manifests(tmp_path)
     merged = merge_manifests(tmp_path)
     assert ["0001-a.png", "0002-b.png"] == [row["file_name"] for row in merged]
     assert merged == read_rows(tmp_path / "metadata.jsonl")
