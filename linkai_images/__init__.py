@@ -8,6 +8,8 @@
 
 import logging
 
+from ._batch.plan import BatchPlan, PlanGroup
+from ._batch.prices import Prices
 from ._batch.progress import ProgressEvent
 from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
 from ._client import AsyncImageClient
@@ -24,6 +26,7 @@ from ._exceptions import (
     CheckpointError,
     ClientClosedError,
     ContentModerationError,
+    CostLimitError,
     DownloadError,
     InsufficientCreditsError,
     InternalServerError,
@@ -61,11 +64,13 @@ __all__ = [
     "BatchAbortedError",
     "BatchError",
     "BatchItem",
+    "BatchPlan",
     "BatchResults",
     "CATALOG",
     "CheckpointError",
     "ClientClosedError",
     "ContentModerationError",
+    "CostLimitError",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_IMAGE_BYTES",
@@ -80,6 +85,8 @@ __all__ = [
     "LinkAIError",
     "ModelNotAvailableError",
     "ModelSpec",
+    "PlanGroup",
+    "Prices",
     "ProgressEvent",
     "RateLimitError",
     "RequestValidationError",

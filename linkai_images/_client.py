@@ -36,6 +36,8 @@ from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_r
 
 if TYPE_CHECKING:
     from ._batch.engine import BatchIterator, CheckpointPath, RequestSource
+    from ._batch.plan import BatchPlan
+    from ._batch.prices import PriceArg
     from ._batch.progress import ProgressArg
     from ._inputs.images import ImageInput
 
@@ -385,6 +387,8 @@ class AsyncImageClient:
         return_exceptions: Literal[False] = ...,
         progress: ProgressArg = ...,
         checkpoint: CheckpointPath = ...,
+        prices: PriceArg = ...,
+        max_cost: float | None = ...,
     ) -> list[ImageResponse]: ...
 
     @overload
@@ -396,6 +400,8 @@ class AsyncImageClient:
         return_exceptions: bool,
         progress: ProgressArg = ...,
         checkpoint: CheckpointPath = ...,
+        prices: PriceArg = ...,
+        max_cost: float | None = ...,
     ) -> list[ImageResponse | BaseException]: ...
 
     async def generate_many(
@@ -406,6 +412,8 @@ class AsyncImageClient:
         return_exceptions: bool = False,
         progress: ProgressArg = None,
         checkpoint: CheckpointPath = None,
+        prices: PriceArg = None,
+        max_cost: float | None = None,
     ) -> list[ImageResponse] | list[ImageResponse | BaseException]:
         """Generate a batch of requests concurrently; the results align with the inputs.
 
@@ -432,6 +440,15 @@ class AsyncImageClient:
             checkpoint: a JSON Lines file journaling each settled request. A
                 rerun with the same file returns the earlier successes from
                 it without sending them again, and retries the rest.
+            prices: what one image costs, by model and size: ``Prices``, a dict
+                of the same layout, or a ``.json``/``.toml`` file (see
+                docs/batches.md). Needed by ``max_cost``.
+            max_cost: a spending cap, in the prices' currency. Before each
+                request is sent its estimated cost is added to that of the
+                requests already sent; once it would pass ``max_cost``, no
+                new request starts, and those not sent end with
+                ``CostLimitError``. Every request must have a price (checked
+                before anything is sent).
 
         Returns:
             One entry per request, in input order: an ``ImageResponse`` (or,
@@ -443,7 +460,8 @@ class AsyncImageClient:
             BatchError: some requests failed (``return_exceptions=False``),
                 raised after all settled; ``.results`` holds every result,
                 successes included.
-            ValueError: ``concurrency`` is below 1 or above ``max_concurrency``.
+            ValueError: ``concurrency`` is below 1 or above ``max_concurrency``;
+                ``max_cost`` without ``prices``; a bad prices file.
             LinkAIError: the checkpoint is in use by another running batch.
             ClientClosedError: the client is closed.
         """
@@ -456,6 +474,8 @@ class AsyncImageClient:
             return_exceptions=return_exceptions,
             progress=progress,
             checkpoint=checkpoint,
+            prices=prices,
+            max_cost=max_cost,
         )
 
     def as_completed(
@@ -465,6 +485,8 @@ class AsyncImageClient:
         concurrency: int | None = None,
         progress: ProgressArg = None,
         checkpoint: CheckpointPath = None,
+        prices: PriceArg = None,
+        max_cost: float | None = None,
     ) -> BatchIterator:
         """Run a batch and yield each request as it settles, fastest first.
 
@@ -496,6 +518,10 @@ class AsyncImageClient:
                 each ``ProgressEvent``.
             checkpoint: a JSON Lines journal, as for ``generate_many``;
                 earlier successes are yielded at once, without a request.
+            prices: what one image costs, as for ``generate_many``.
+            max_cost: a spending cap, as for ``generate_many``; requests not
+                sent because of it come out with ``CostLimitError``, and one
+                without a price with ``RequestValidationError``.
 
         Returns:
             An async iterator (and async context manager) of ``BatchItem``.
@@ -509,8 +535,46 @@ class AsyncImageClient:
         from ._batch.engine import as_completed
 
         return as_completed(
-            self, requests, concurrency=concurrency, progress=progress, checkpoint=checkpoint
+            self,
+            requests,
+            concurrency=concurrency,
+            progress=progress,
+            checkpoint=checkpoint,
+            prices=prices,
+            max_cost=max_cost,
         )
+
+    async def plan(
+        self,
+        requests: RequestSource,
+        *,
+        prices: PriceArg = None,
+        checkpoint: CheckpointPath = None,
+    ) -> BatchPlan:
+        """What a batch of ``requests`` would do and cost, without sending anything.
+
+        Every request is checked as ``generate_many`` would check it; then
+        the valid ones are counted by model, size and quality, the distinct
+        reference images are listed with their total size (local files and
+        data URIs; URLs are counted, not fetched), and with a ``checkpoint``
+        the requests a resume would answer from it are counted out.
+
+        Args:
+            requests: as for ``generate_many`` (read fully).
+            prices: what one image costs (``Prices``, a dict, or a
+                ``.json``/``.toml`` file); adds a cost estimate.
+            checkpoint: the checkpoint a run would use, if any.
+
+        Returns:
+            A frozen ``BatchPlan``.
+
+        Raises:
+            ValueError: a bad prices file.
+            TypeError: ``requests`` is not an iterable of requests.
+        """
+        from ._batch.plan import plan_batch
+
+        return await plan_batch(self, requests, prices=prices, checkpoint=checkpoint)
 
 
 def _opt_str(value: object) -> str | None:

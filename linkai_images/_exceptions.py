@@ -19,6 +19,7 @@ The tree::
     │   │   └── ServiceUnavailableError  503
     ├── DownloadError                                fetching a generated image failed
     ├── BatchAbortedError                            not sent: the batch stopped on an account error
+    ├── CostLimitError                               not sent: it would pass the batch's max_cost
     ├── CheckpointError                              a checkpoint file is in use or unusable
     └── BatchError                                   a batch had failures; carries every result
 
@@ -44,6 +45,7 @@ __all__ = [
     "BatchAbortedError",
     "BatchError",
     "CheckpointError",
+    "CostLimitError",
     "ClientClosedError",
     "ContentModerationError",
     "DownloadError",
@@ -230,6 +232,30 @@ class BatchAbortedError(LinkAIError):
         super().__init__(
             f"not sent: the batch stopped starting requests after "
             f"{type(cause).__name__} ({cause.status_code}): {cause.message}"
+        )
+
+
+class CostLimitError(LinkAIError):
+    """A batch request that was never sent, because it would pass the batch's ``max_cost``.
+
+    Once the estimated cost of the requests sent, plus this one, would pass
+    ``max_cost``, the batch starts no new request; each request it did not
+    send ends with this error. Run the batch again with a higher cap (and the
+    same checkpoint) to send them.
+
+    Attributes:
+        max_cost: the cap.
+        spent: the estimated cost of the requests the batch had sent.
+        price: the estimated cost of the first request refused.
+    """
+
+    def __init__(self, *, max_cost: float, spent: float, price: float) -> None:
+        self.max_cost = max_cost
+        self.spent = spent
+        self.price = price
+        super().__init__(
+            f"not sent: the batch's estimated cost would pass max_cost={max_cost:g} "
+            f"({spent:g} sent, {price:g} for the next request)"
         )
 
 

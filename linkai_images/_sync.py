@@ -36,6 +36,8 @@ from ._exceptions import ClientClosedError
 from ._models import BatchItem, GeneratedImage, ImageResponse, RequestLike
 
 if TYPE_CHECKING:
+    from ._batch.plan import BatchPlan
+    from ._batch.prices import PriceArg
     from ._inputs.images import ImageInput
     from ._retry import RetryHook
 
@@ -201,6 +203,23 @@ class ImageClient:
         async def call() -> list[Any]:
             results: list[Any] = await self._async.generate_many(requests, **options)
             return results
+
+        return self._run(call)
+
+    def plan(
+        self,
+        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        *,
+        prices: PriceArg = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+    ) -> BatchPlan:
+        """What a batch would do and cost, without sending anything; blocking.
+
+        See ``AsyncImageClient.plan``.
+        """
+
+        async def call() -> BatchPlan:
+            return await self._async.plan(requests, prices=prices, checkpoint=checkpoint)
 
         return self._run(call)
 

@@ -59,6 +59,7 @@ from .checkpoint import (
     response_from_record,
     success_record,
 )
+from .prices import CostCap, PriceArg, cost_cap, to_prices
 from .progress import ProgressArg, Tracker, make_tracker
 
 if TYPE_CHECKING:
@@ -70,7 +71,10 @@ __all__ = [
     "CheckpointPath",
     "RequestSource",
     "as_completed",
+    "check_source",
     "generate_many",
+    "materialize",
+    "resolve_cap",
 ]
 
 
@@ -128,7 +132,7 @@ def resolve_concurrency(client: BatchClient, concurrency: int | None) -> int:
     return concurrency
 
 
-def _check_source(requests: object) -> None:
+def check_source(requests: object) -> None:
     if isinstance(requests, (str, bytes, Mapping, ImageRequest)):
         raise TypeError(
             f"requests must be an iterable of requests, not a single "
@@ -223,6 +227,8 @@ class _Engine:
         checked: bool,
         tracker: Tracker | None,
         checkpoint: CheckpointPath,
+        prices: PriceArg = None,
+        max_cost: float | None = None,
     ) -> None:
         self.client = client
         self.source = source
@@ -233,8 +239,13 @@ class _Engine:
         self._checkpoint_path = checkpoint
         self._checkpoint: Checkpoint | None = None
         self._abort: AuthenticationError | InsufficientCreditsError | None = None
+        self._cap_args = (prices, max_cost) if max_cost is not None else None
+        self.cap: CostCap | None = None
 
     async def open_checkpoint(self) -> None:
+        if self._cap_args is not None:
+            self.cap = await resolve_cap(*self._cap_args)
+            self._cap_args = None
         if self._checkpoint_path is not None and self._checkpoint is None:
             self._checkpoint = await Checkpoint.open(self._checkpoint_path)
 
@@ -313,6 +324,13 @@ class _Engine:
                 return BatchItem(index=index, request=request, response=response)
         if self._abort is not None:  # after the checkpoint: a result already paid for still counts
             return await self._unsent(index, request, BatchAbortedError(self._abort))
+        if self.cap is not None:  # a spending cap: reserve this request's estimated cost
+            try:
+                refused = self.cap.admit(request)
+            except RequestValidationError as exc:  # no price for it (generate_many checked all)
+                return await self._unsent(index, request, _invalid(index, exc))
+            if refused is not None:
+                return await self._unsent(index, request, refused)
 
         hook = None
         if tracker is not None:
@@ -344,7 +362,7 @@ class _Engine:
         return BatchItem(index=index, request=request, error=error)
 
 
-async def _materialize(requests: RequestSource) -> list[Any]:
+async def materialize(requests: RequestSource) -> list[Any]:
     if isinstance(requests, AsyncIterable):
         return [request async for request in requests]
     return list(requests)
@@ -371,6 +389,27 @@ async def _check_all(client: BatchClient, raws: list[Any]) -> list[ImageRequest]
     return checked
 
 
+async def resolve_cap(prices: PriceArg, max_cost: float | None) -> CostCap | None:
+    """The spending cap of ``prices=``/``max_cost=``; a prices file is read on a worker thread."""
+    if isinstance(prices, (str, os.PathLike)):
+        return cost_cap(await anyio.to_thread.run_sync(to_prices, prices), max_cost)
+    return cost_cap(to_prices(prices), max_cost)
+
+
+def _check_cap_args(prices: PriceArg, max_cost: float | None) -> None:
+    """Fail at the call, not at the first request, when ``max_cost`` has no prices."""
+    if max_cost is not None and prices is None:
+        raise ValueError("max_cost needs prices=...: the SDK knows no prices of its own")
+
+
+def _check_prices(cap: CostCap, checked: list[ImageRequest]) -> None:
+    for index, request in enumerate(checked):
+        try:
+            cap.price_of(request)
+        except RequestValidationError as exc:
+            raise RequestValidationError(f"nothing was sent: request {index}: {exc}") from exc
+
+
 async def generate_many(
     client: BatchClient,
     requests: RequestSource,
@@ -379,12 +418,18 @@ async def generate_many(
     return_exceptions: bool = False,
     progress: ProgressArg = None,
     checkpoint: CheckpointPath = None,
+    prices: PriceArg = None,
+    max_cost: float | None = None,
 ) -> list[Any]:
     """Run a batch to the end; see ``BatchClient.generate_many``."""
     bound = resolve_concurrency(client, concurrency)
-    _check_source(requests)
+    check_source(requests)
+    _check_cap_args(prices, max_cost)
     client._ensure_open()
-    checked = await _check_all(client, await _materialize(requests))
+    cap = await resolve_cap(prices, max_cost)
+    checked = await _check_all(client, await materialize(requests))
+    if cap is not None:
+        _check_prices(cap, checked)
     results: list[Any] = [None] * len(checked)
 
     def store(item: BatchItem) -> None:
@@ -399,6 +444,7 @@ async def generate_many(
         tracker=make_tracker(progress, len(checked)),
         checkpoint=checkpoint,
     )
+    engine.cap = cap
     await engine.run(store)
     settled = BatchResults(results)
     if not return_exceptions and settled.errors:
@@ -565,10 +611,13 @@ def as_completed(
     concurrency: int | None = None,
     progress: ProgressArg = None,
     checkpoint: CheckpointPath = None,
+    prices: PriceArg = None,
+    max_cost: float | None = None,
 ) -> BatchIterator:
     """Build the iterator of ``BatchClient.as_completed``."""
     bound = resolve_concurrency(client, concurrency)
-    _check_source(requests)
+    check_source(requests)
+    _check_cap_args(prices, max_cost)
     total = len(requests) if isinstance(requests, Sized) else None
     engine = _Engine(
         client,
@@ -578,5 +627,7 @@ def as_completed(
         checked=False,
         tracker=make_tracker(progress, total),
         checkpoint=checkpoint,
+        prices=prices,
+        max_cost=max_cost,
     )
     return BatchIterator(engine)

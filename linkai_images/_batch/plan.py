@@ -16,6 +16,7 @@ import collections
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,13 +24,17 @@ import attrs
 
 from .._catalog import get_model
 from .._models import ImageRequest
-from .prices import Prices
+from .checkpoint import _fingerprint, _read_successes
+from .engine import BatchClient, CheckpointPath, RequestSource, check_source, materialize
+from .prices import PriceArg, Prices, to_prices
 
 __all__ = [
     "BatchPlan",
     "PlanGroup",
+    "answered_by_checkpoint",
     "build_plan",
     "describe_plan",
+    "plan_batch",
     "plan_requests",
     "reference_footprint",
 ]
@@ -277,3 +282,54 @@ def describe_plan(plan: BatchPlan) -> list[str]:
         missing = f" ({plan.unpriced} requests have no price)" if plan.unpriced else ""
         lines.append(f"estimated cost: {plan.estimated_cost:.2f}{unit}{missing}")
     return lines
+
+
+def answered_by_checkpoint(
+    path: str | os.PathLike[str], requests: Sequence[ImageRequest]
+) -> list[bool]:
+    """Which of ``requests`` a resume on ``path`` would not send (blocking; reads the journal).
+
+    The journal is only read, not locked: a plan may look at a batch that is running.
+    """
+    try:
+        content = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [False] * len(requests)
+    available = {fp: len(records) for fp, records in _read_successes(content, Path(path)).items()}
+    answered = []
+    for request in requests:
+        fp = _fingerprint(request)
+        if fp is not None and available.get(fp, 0) > 0:
+            available[fp] -= 1
+            answered.append(True)
+        else:
+            answered.append(False)
+    return answered
+
+
+async def plan_batch(
+    client: BatchClient,
+    requests: RequestSource,
+    *,
+    prices: PriceArg = None,
+    checkpoint: CheckpointPath = None,
+) -> BatchPlan:
+    """``client.plan``: check ``requests`` with the client's rules and plan them."""
+    check_source(requests)
+    if isinstance(prices, (str, os.PathLike)):
+        table = await anyio.to_thread.run_sync(to_prices, prices)
+    else:
+        table = to_prices(prices)
+    raws = await materialize(requests)
+
+    def check(raw: Any) -> ImageRequest:
+        return client.check(ImageRequest.coerce(raw))
+
+    answered = None
+    if checkpoint is not None:
+        journal = checkpoint
+
+        def answered(checked: Sequence[ImageRequest]) -> list[bool]:
+            return answered_by_checkpoint(journal, checked)
+
+    return await plan_requests(raws, check, prices=table, answered=answered)

@@ -40,8 +40,10 @@ from typing import Any
 import attrs
 
 from .._catalog import get_model
+from .._exceptions import CostLimitError, RequestValidationError
+from .._models import ImageRequest
 
-__all__ = ["PriceArg", "Prices", "to_prices"]
+__all__ = ["CostCap", "PriceArg", "Prices", "cost_cap", "to_prices"]
 
 _ANY_SIZE = "default"
 
@@ -193,3 +195,64 @@ def to_prices(value: PriceArg) -> Prices | None:
     raise TypeError(
         f"prices must be Prices, a dict or a path to a .json/.toml file, not {type(value).__name__}"
     )
+
+
+class CostCap:
+    """A batch's spending cap: admits requests while their estimated cost stays within it.
+
+    A request's cost is reserved when it is admitted (before it is sent), so
+    requests in flight count. Once one request would pass the cap, no other
+    is admitted: a batch stops launching rather than skipping ahead to
+    cheaper requests.
+    """
+
+    def __init__(self, prices: Prices, max_cost: float) -> None:
+        self.prices = prices
+        self.max_cost = max_cost
+        self.spent = 0.0
+        self.refused: CostLimitError | None = None
+
+    def price_of(self, request: ImageRequest) -> float:
+        """The estimated cost of one request (one image).
+
+        Raises:
+            RequestValidationError: the prices name no price for it.
+        """
+        model = request.model or ""
+        price = self.prices.price(model, request.size)
+        if price is None:
+            size = request.size or "its default size"
+            raise RequestValidationError(
+                f"no price for {model} at {size}: max_cost needs a price for every request; "
+                f"add it to the prices (priced models: {', '.join(sorted(self.prices.models))})"
+            )
+        return price
+
+    def admit(self, request: ImageRequest) -> CostLimitError | None:
+        """Reserve the request's cost, or the error it ends with when the cap stops it."""
+        if self.refused is not None:
+            return self.refused
+        price = self.price_of(request)
+        # A little slack for float sums: 0.1 + 0.2 must not pass a cap of 0.3.
+        if self.spent + price > self.max_cost + 1e-9:
+            self.refused = CostLimitError(max_cost=self.max_cost, spent=self.spent, price=price)
+            return self.refused
+        self.spent += price
+        return None
+
+
+def cost_cap(prices: Prices | None, max_cost: float | None) -> CostCap | None:
+    """The cap for ``prices=``/``max_cost=``, or ``None`` without ``max_cost``.
+
+    Raises:
+        ValueError: ``max_cost`` without prices, or not a number >= 0.
+    """
+    if max_cost is None:
+        return None
+    if isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)):
+        raise TypeError(f"max_cost must be a number, not {type(max_cost).__name__}")
+    if not math.isfinite(max_cost) or max_cost < 0:
+        raise ValueError(f"max_cost must be a finite number >= 0, got {max_cost!r}")
+    if prices is None:
+        raise ValueError("max_cost needs prices=...: the SDK knows no prices of its own")
+    return CostCap(prices, float(max_cost))

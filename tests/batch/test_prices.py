@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from linkai_images._batch.prices import Prices
+from linkai_images import Prices
 
 JSON = '{"currency": "USD", "models": {"gpt-image-2": {"1K": 0.02, "2k": 0.04}, "m": 0.5}}'
 TOML = """currency = "USD"
