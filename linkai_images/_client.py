@@ -12,6 +12,7 @@ import anyio
 import httpx
 
 from ._config import (
+    DEFAULT_LIMITER_PREFIX,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -19,10 +20,12 @@ from ._config import (
     mask_secret,
     resolve_api_key,
     resolve_base_url,
+    resolve_limiter_url,
     to_timeout,
 )
 from ._exceptions import (
     APIResponseValidationError,
+    APIStatusError,
     APITimeoutError,
     ClientClosedError,
     RequestValidationError,
@@ -32,6 +35,7 @@ from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
 from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
+from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
 from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
@@ -82,6 +86,22 @@ class AsyncImageClient:
             turns it off. Default: a fresh ``RetryBudget()``.
         on_retry: called with a ``RetryEvent`` before each retry.
         max_concurrency: requests in flight at once, across all tasks.
+        rate_limit: request starts allowed across all tasks, written
+            ``"N/second"``, ``"N/minute"`` or ``"N/hour"``; starts are spread
+            evenly (one every ``period / N``), never in bursts.
+        model_rate_limits: a rate per model code, e.g.
+            ``{"gpt-image-2": "5/minute"}``, on top of ``rate_limit``.
+        adaptive_concurrency: keep, per model, a concurrency limit that
+            halves when the platform answers 429 or times out and grows back
+            after successes, between 1 and ``max_concurrency``
+            (see ``concurrency_limit``).
+        limiter_url: a Redis URL (``redis://host:6379/0``) where the rate
+            limits are kept, so that every process using the same URL and
+            ``limiter_prefix`` shares them; default ``$LINKAI_LIMITER_URL``.
+            Needs the ``redis`` extra.
+        limiter_prefix: the prefix of the limiter's Redis keys.
+        limiter_fallback: when Redis cannot be reached, pace in this process
+            alone (with a warning) instead of failing with ``LimiterError``.
         max_image_bytes: the size cap of one local reference image.
         http_client: an ``httpx.AsyncClient`` to use instead of the client's
             own; the caller keeps ownership (it is not closed by ``aclose``).
@@ -106,6 +126,12 @@ class AsyncImageClient:
         retry_budget: RetryBudget | Literal[_Default.TOKEN] | None = _NEW_BUDGET,
         on_retry: RetryHook | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        rate_limit: str | None = None,
+        model_rate_limits: Mapping[str, str] | None = None,
+        adaptive_concurrency: bool = False,
+        limiter_url: str | None = None,
+        limiter_prefix: str = DEFAULT_LIMITER_PREFIX,
+        limiter_fallback: bool = False,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -128,6 +154,17 @@ class AsyncImageClient:
         self.on_retry = on_retry
         self.max_concurrency = max_concurrency
         self.max_image_bytes = max_image_bytes
+        self.rate_limit = rate_limit
+        self.model_rate_limits = dict(model_rate_limits or {})
+        self.adaptive_concurrency = adaptive_concurrency
+        self._pacer = self._build_pacer(
+            rate_limit,
+            model_rate_limits,
+            adaptive_concurrency,
+            resolve_limiter_url(limiter_url),
+            limiter_prefix,
+            limiter_fallback,
+        )
         self._owns_http = http_client is None
         self._send: Sender
         if http_client is None:
@@ -160,6 +197,50 @@ class AsyncImageClient:
         self._limiter = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._state = _State.OPEN
         self._downloader: ImageStore | None = None
+
+    def _build_pacer(
+        self,
+        rate_limit: str | None,
+        model_rate_limits: Mapping[str, str] | None,
+        adaptive: bool,
+        limiter_url: str | None,
+        prefix: str,
+        fallback: bool,
+    ) -> Pacer | None:
+        rate = parse_rate(rate_limit) if rate_limit is not None else None
+        model_rates = parse_model_rates(model_rate_limits)
+        if rate is None and not model_rates and not adaptive:
+            return None  # none until the platform asks for a pause: nothing on the hot path
+        backend = None
+        if limiter_url is not None and (rate is not None or model_rates):
+            from ._pacing.shared import RedisRates
+
+            backend = RedisRates(
+                limiter_url, rate, model_rates, prefix=prefix, fallback=fallback
+            )
+        return Pacer(
+            max_concurrency=self.max_concurrency,
+            rate=rate,
+            model_rates=model_rates,
+            adaptive=adaptive,
+            backend=backend,
+            max_pause=self.retry_policy.max_retry_after,
+        )
+
+    def concurrency_limit(self, model: str | None = None) -> int:
+        """The requests of ``model`` allowed in flight now.
+
+        With ``adaptive_concurrency=True``, the model's current adaptive
+        limit (it starts low and settles under what the platform takes);
+        otherwise ``max_concurrency``.
+
+        Args:
+            model: the model code; default the client's ``default_model``.
+        """
+        model = model if model is not None else self.default_model
+        if self._pacer is None:
+            return self.max_concurrency
+        return self._pacer.concurrency_limit(model)
 
     def __repr__(self) -> str:
         return (
@@ -200,8 +281,12 @@ class AsyncImageClient:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        if self._owns_http:
-            await self._http.aclose()
+        try:
+            if self._pacer is not None:
+                await self._pacer.aclose()
+        finally:
+            if self._owns_http:
+                await self._http.aclose()
 
     async def _send_direct(self, request: httpx.Request) -> httpx.Response:
         response = await self._transport.handle_async_request(request)
@@ -293,13 +378,28 @@ class AsyncImageClient:
         started = time.monotonic()
         body = await encode_body(request, max_image_bytes=self.max_image_bytes)
         attempts = 0
+        paced = 0.0  # seconds spent waiting for the pacer: kept out of every deadline
+        deadline: anyio.CancelScope | None = None
 
         async def attempt() -> GenerationResult:
-            nonlocal attempts
+            nonlocal attempts, paced
             attempts += 1
             self._ensure_open()
-            async with self._limiter:
-                return await post_generation(self._send, self._endpoint, body)
+            pacer = self._pacer
+            if pacer is None:
+                try:
+                    async with self._limiter:
+                        return await post_generation(self._send, self._endpoint, body)
+                except APIStatusError as exc:
+                    if exc.retry_after and exc.status_code in PAUSE_STATUSES:
+                        self._pause(request.model, exc)
+                    raise
+            ticket = await pacer.start(request.model)
+            if ticket.waited:
+                paced += ticket.waited
+                if deadline is not None:
+                    deadline.deadline += ticket.waited
+            return await self._paced_attempt(pacer, ticket, body)
 
         call = call_with_retries(
             attempt,
@@ -308,12 +408,13 @@ class AsyncImageClient:
             on_retry=self._retry_hook(on_retry),
             model=request.model,
             prompt=request.prompt,
+            paused=lambda: paced,
         )
         if self.deadline is None:
             result, attempts = await call
         else:
             try:
-                with anyio.fail_after(self.deadline):
+                with anyio.fail_after(self.deadline) as deadline:
                     result, attempts = await call
             except TimeoutError as exc:
                 raise APITimeoutError(
@@ -321,7 +422,27 @@ class AsyncImageClient:
                     request_sent=attempts > 0,
                     attempts=attempts,
                 ) from exc
-        return self._response(result, request, attempts, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        return self._response(result, request, attempts, elapsed)
+
+    async def _paced_attempt(self, pacer: Pacer, ticket: Ticket, body: bytes) -> GenerationResult:
+        """One attempt the pacer let through; it hears how the attempt ended."""
+        try:
+            async with self._limiter:
+                result = await post_generation(self._send, self._endpoint, body)
+        except BaseException as exc:
+            pacer.finish(ticket, exc)
+            raise
+        pacer.finish(ticket, None)
+        return result
+
+    def _pause(self, model: str | None, error: APIStatusError) -> None:
+        """The platform asked for a pause: from now on this client paces its attempts."""
+        if self._pacer is None:
+            self._pacer = Pacer(
+                max_concurrency=self.max_concurrency, max_pause=self.retry_policy.max_retry_after
+            )
+        self._pacer.hint(model, error)
 
     def _retry_hook(self, extra: RetryHook | None) -> RetryHook | None:
         """The client's hook and a call's own, both called, the client's first."""
@@ -367,6 +488,7 @@ class AsyncImageClient:
             attempts=attempts,
             elapsed=elapsed,
             request_id=result.request_id,
+            rate_limit_headers=result.rate_limit_headers,
         )
 
     def _store(self) -> ImageStore:

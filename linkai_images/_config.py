@@ -11,21 +11,28 @@ from ._exceptions import LinkAIError
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_LIMITER_PREFIX",
     "DEFAULT_MAX_CONCURRENCY",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "ENV_API_KEY",
     "ENV_BASE_URL",
+    "ENV_LIMITER_URL",
     "USER_AGENT",
     "mask_secret",
+    "mask_url",
     "resolve_api_key",
     "resolve_base_url",
+    "resolve_limiter_url",
     "to_timeout",
 ]
 
 ENV_API_KEY = "LINKAI_API_KEY"
 ENV_BASE_URL = "LINKAI_BASE_URL"
 DEFAULT_BASE_URL = "https://api.link-ai.tech/v1"
+ENV_LIMITER_URL = "LINKAI_LIMITER_URL"
+#: The prefix of a shared limiter's Redis keys.
+DEFAULT_LIMITER_PREFIX = "linkai-images"
 
 #: Connecting is quick or broken; generating takes tens of seconds, minutes at 4K.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -71,6 +78,35 @@ def resolve_base_url(base_url: str | httpx.URL | None) -> httpx.URL:
     if not url.raw_path.endswith(b"/"):
         url = url.copy_with(raw_path=url.raw_path + b"/")
     return url
+
+
+def resolve_limiter_url(limiter_url: str | None) -> str | None:
+    """The shared limiter's URL given, else ``$LINKAI_LIMITER_URL``, else ``None``.
+
+    Raises:
+        LinkAIError: the URL is not ``redis://``, ``rediss://`` or ``unix://``.
+    """
+    url = limiter_url if limiter_url is not None else os.environ.get(ENV_LIMITER_URL) or None
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        where = "limiter_url" if limiter_url is not None else f"${ENV_LIMITER_URL}"
+        raise LinkAIError(
+            f"{where} {mask_url(url)!r} is not a Redis URL; write redis://host:6379/0 "
+            "(rediss:// for TLS, unix:///path/to/socket)"
+        )
+    return url
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by stars, for messages and reprs."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{head}://{user}:****@{host}" if user else f"{head}://****@{host}"
 
 
 def to_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:

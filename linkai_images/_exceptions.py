@@ -21,6 +21,7 @@ The tree::
     ├── BatchAbortedError                            not sent: the batch stopped on an account error
     ├── CostLimitError                               not sent: it would pass the batch's max_cost
     ├── CheckpointError                              a checkpoint file is in use or unusable
+    ├── LimiterError                                 the shared rate limiter (Redis) is unusable
     └── BatchError                                   a batch had failures; carries every result
 
 Third-party exceptions (httpx, json) never escape: they are mapped at one
@@ -29,7 +30,7 @@ boundary (``_http.py``) and chained with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,13 +52,33 @@ __all__ = [
     "DownloadError",
     "InsufficientCreditsError",
     "InternalServerError",
+    "LimiterError",
     "LinkAIError",
     "ModelNotAvailableError",
     "RateLimitError",
     "RequestValidationError",
     "ServiceUnavailableError",
+    "rate_limit_headers",
     "status_error_class",
 ]
+
+#: Header name prefixes that carry rate-limit information: the common
+#: ``x-ratelimit-*``, the IETF draft's ``ratelimit*`` and ``retry-after``
+#: (with the ``retry-after-ms`` variant some APIs send).
+RATE_LIMIT_HEADER_PREFIXES = (b"x-ratelimit-", b"ratelimit", b"retry-after")
+
+
+def rate_limit_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The rate-limit headers among raw ``(name, value)`` pairs (``httpx.Headers.raw``).
+
+    Names come out in lower case, values as sent (Latin-1, as HTTP has it).
+    """
+    found: dict[str, str] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered.startswith(RATE_LIMIT_HEADER_PREFIXES):
+            found[lowered.decode("latin-1")] = value.decode("latin-1")
+    return found
 
 
 class LinkAIError(Exception):
@@ -142,6 +163,10 @@ class APIStatusError(LinkAIError):
         response: the ``httpx.Response``.
         attempts: attempts made for the call, retries included.
         retry_after: seconds from a ``Retry-After`` header, when present.
+        rate_limit_headers: the answer's rate-limit headers, names in lower
+            case (``x-ratelimit-*``, ``ratelimit*``, ``retry-after*``), as
+            sent; empty when there were none. The SDK acts only on
+            ``Retry-After``; the rest are there for you to read.
     """
 
     status_code: int
@@ -164,6 +189,7 @@ class APIStatusError(LinkAIError):
         self.type = type
         self.attempts = attempts
         self.retry_after = retry_after
+        self.rate_limit_headers = rate_limit_headers(response.headers.raw)
 
     def __str__(self) -> str:
         return f"{self.status_code}: {self.message}"
@@ -261,6 +287,14 @@ class CostLimitError(LinkAIError):
 
 class CheckpointError(LinkAIError):
     """A batch's checkpoint file cannot be used (another running batch holds it)."""
+
+
+class LimiterError(LinkAIError):
+    """The shared rate limiter (``limiter_url``) cannot be used: Redis is unreachable or failed.
+
+    Nothing was sent. The client does not fall back to pacing each process
+    on its own unless it was made with ``limiter_fallback=True``.
+    """
 
 
 class BatchError(LinkAIError):

@@ -205,6 +205,9 @@ class ImageResponse:
         attempts: HTTP attempts made, retries included (1 = no retry).
         elapsed: seconds from the first attempt to the answer, waits included.
         request_id: the server's request id header, when sent.
+        rate_limit_headers: the rate-limit headers of the answer, names in
+            lower case (``x-ratelimit-*``, ``ratelimit*``, ``retry-after*``),
+            as sent; empty when there were none.
     """
 
     data: tuple[GeneratedImage, ...]
@@ -213,6 +216,7 @@ class ImageResponse:
     attempts: int = 1
     elapsed: float = 0.0
     request_id: str | None = None
+    rate_limit_headers: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def urls(self) -> list[str]:

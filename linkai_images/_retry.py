@@ -230,12 +230,17 @@ class _StopBeforeDeadline(tenacity.stop.stop_base):
     so tenacity's own clock would start one attempt late.
     """
 
-    def __init__(self, timeout: float, started: float) -> None:
+    def __init__(
+        self, timeout: float, started: float, paused: Callable[[], float] | None = None
+    ) -> None:
         self._timeout = timeout
         self._started = started
+        self._paused = paused
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         elapsed = time.monotonic() - self._started
+        if self._paused is not None:
+            elapsed -= self._paused()  # waiting for the rate limiter is not retrying
         return elapsed + retry_state.upcoming_sleep >= self._timeout
 
 
@@ -247,6 +252,7 @@ async def call_with_retries(
     on_retry: RetryHook | None = None,
     model: str | None = None,
     prompt: str | None = None,
+    paused: Callable[[], float] | None = None,
 ) -> tuple[T, int]:
     """Run ``attempt`` under ``policy`` and return its result and the attempts made.
 
@@ -254,7 +260,9 @@ async def call_with_retries(
     tenacity loop costs more CPU than the rest of the client's own work on a
     call. Only a failure the policy retries enters tenacity, which starts by
     replaying that failure, so stops, waits, the budget and the hooks see
-    exactly the attempts made.
+    exactly the attempts made. ``paused`` returns the seconds the attempts
+    spent waiting for the client's pacing, which the policy's ``timeout``
+    leaves out.
 
     Raises:
         LinkAIError: the last attempt's error, itself (never tenacity's
@@ -281,6 +289,7 @@ async def call_with_retries(
         on_retry=on_retry,
         model=model,
         prompt=prompt,
+        paused=paused,
     )
 
 
@@ -294,6 +303,7 @@ async def _retry(
     on_retry: RetryHook | None,
     model: str | None,
     prompt: str | None,
+    paused: Callable[[], float] | None = None,
 ) -> tuple[T, int]:
     """The retries after a first attempt that failed with ``failure``, under tenacity.
 
@@ -335,7 +345,7 @@ async def _retry(
 
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
     if policy.timeout is not None:
-        stop = stop | _StopBeforeDeadline(policy.timeout, started)
+        stop = stop | _StopBeforeDeadline(policy.timeout, started, paused)
     retrying = tenacity.AsyncRetrying(
         stop=stop,
         wait=_Wait(policy),

@@ -35,6 +35,7 @@ EXPECTED = {
     "ImageResponse",
     "InsufficientCreditsError",
     "InternalServerError",
+    "LimiterError",
     "LinkAIError",
     "ModelNotAvailableError",
     "ModelSpec",

@@ -25,6 +25,7 @@ from .._exceptions import (
     APIStatusError,
     APITimeoutError,
     LinkAIError,
+    rate_limit_headers,
     status_error_class,
 )
 
@@ -57,6 +58,7 @@ class GenerationResult:
 
     body: Mapping[str, Any]
     request_id: str | None
+    rate_limit_headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -308,4 +310,4 @@ def _result(response: httpx.Response) -> GenerationResult:
     request_id = next(
         (value for name in _REQUEST_ID_HEADERS if (value := headers.get(name)) is not None), None
     )
-    return GenerationResult(decoded, request_id)
+    return GenerationResult(decoded, request_id, rate_limit_headers(headers.raw))
