@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -215,9 +216,7 @@ class AsyncImageClient:
         if limiter_url is not None and (rate is not None or model_rates):
             from ._pacing.shared import RedisRates
 
-            backend = RedisRates(
-                limiter_url, rate, model_rates, prefix=prefix, fallback=fallback
-            )
+            backend = RedisRates(limiter_url, rate, model_rates, prefix=prefix, fallback=fallback)
         return Pacer(
             max_concurrency=self.max_concurrency,
             rate=rate,
@@ -394,11 +393,19 @@ class AsyncImageClient:
                     if exc.retry_after and exc.status_code in PAUSE_STATUSES:
                         self._pause(request.model, exc)
                     raise
-            ticket = await pacer.start(request.model)
-            if ticket.waited:
+            if deadline is None:
+                ticket = await pacer.start(request.model)
                 paced += ticket.waited
-                if deadline is not None:
-                    deadline.deadline += ticket.waited
+            else:
+                # The deadline stands still while the call waits for its turn.
+                due, deadline.deadline = deadline.deadline, math.inf
+                begun = anyio.current_time()
+                try:
+                    ticket = await pacer.start(request.model)
+                finally:
+                    waited = anyio.current_time() - begun
+                    paced += waited
+                    deadline.deadline = due + waited
             return await self._paced_attempt(pacer, ticket, body)
 
         call = call_with_retries(

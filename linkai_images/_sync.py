@@ -125,6 +125,10 @@ class ImageClient:
         """The ``AsyncImageClient`` underneath (used from its own loop thread only)."""
         return self._async
 
+    def concurrency_limit(self, model: str | None = None) -> int:
+        """The requests of ``model`` allowed in flight now (see ``AsyncImageClient``)."""
+        return self._async.concurrency_limit(model)
+
     @property
     def default_model(self) -> str | None:
         """The model used when a call names none."""

@@ -106,7 +106,7 @@ class AdaptiveLimit:
     def _window(self) -> int:
         if self._slow_start or (self._good is not None and self.limit < self._good):
             return 1
-        return self.limit * 2 ** min(self._failed_probes, MAX_PROBE_DOUBLINGS)
+        return self.limit << min(self._failed_probes, MAX_PROBE_DOUBLINGS)
 
     def _count_success(self) -> None:
         if self.limit >= self.maximum:

@@ -47,9 +47,7 @@ def parse_rate(value: str, *, name: str = "rate_limit") -> Rate:
         ValueError: not one of the allowed forms; the message shows them.
     """
     if not isinstance(value, str):
-        raise TypeError(
-            f"{name} must be a string like '60/minute', not {type(value).__name__}"
-        )
+        raise TypeError(f"{name} must be a string like '60/minute', not {type(value).__name__}")
     match = _RATE.fullmatch(value)
     unit = match[2].lower() if match else ""
     if match is None or unit not in PERIODS:
