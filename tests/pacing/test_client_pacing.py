@@ -36,7 +36,7 @@ async def test_rate_limit_spreads_a_batch(server: FakeServer) -> None:
         server.fake.reset()
         await client.generate_many([{"prompt": f"p{i}", "model": "gpt-image-2"} for i in range(10)])
     times = starts(server.fake)
-    assert [] == [w for w in (0.02, 0.06, 0.1) if most_in_window(times, w) > w / 0.02 + 1]
+    assert [] == [w for w in (0.02, 0.06, 0.1) if most_in_window(times, w) > round(w / 0.02) + 1]
 
 
 async def test_model_rate_limit_leaves_other_models_alone(server: FakeServer) -> None:
@@ -58,7 +58,7 @@ async def test_model_rate_limit_leaves_other_models_alone(server: FakeServer) ->
     slow = by_model["doubao-seedream-4.5"]
     assert 8 == len(by_model["gpt-image-2"])
     assert max(by_model["gpt-image-2"]) < slow[-1]
-    assert [] == [w for w in (0.05, 0.1) if most_in_window(slow, w) > w / 0.05 + 1]
+    assert [] == [w for w in (0.05, 0.1) if most_in_window(slow, w) > round(w / 0.05) + 1]
 
 
 async def test_retry_after_pauses_the_model_client_wide(
