@@ -10,7 +10,8 @@ import anyio
 from .._client import AsyncImageClient
 from .batch_file import read_batch_file
 from .options import CommandError, client_options, count
-from .run import Report, print_summary, run_jobs
+from .run import CHECKPOINT_NAME, Report, print_summary, run_jobs
+from .shard import parse_shard
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "add_command"]
 
@@ -36,23 +37,43 @@ def add_command(
     )
     batch.add_argument("-m", "--model", help="the model of lines that name none")
     batch.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    batch.add_argument(
+        "--shard",
+        type=parse_shard,
+        metavar="I/N",
+        help="run only requests I, I+N, I+2N, ... (counted from 0), so N workers can share "
+        "one file and one --out; each keeps its own checkpoint (see docs/scale-out.md)",
+    )
     batch.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the file's requests, save the images, print the summary."""
     jobs = read_batch_file(args.file, default_model=args.model)
+    checkpoint_name = CHECKPOINT_NAME
+    if args.shard is not None:
+        jobs = args.shard.select(jobs)
+        checkpoint_name = CHECKPOINT_NAME.replace(".jsonl", f"{args.shard.suffix}.jsonl")
+        if not jobs:
+            print(f"shard {args.shard.index}/{args.shard.count}: no requests (the file has fewer)")
+            return 0
     options = client_options(args)
     options["max_concurrency"] = args.concurrency
 
     async def batch() -> Report:
         async with AsyncImageClient(**options) as client:
             return await run_jobs(
-                client, jobs, args.out, concurrency=args.concurrency, progress=not args.no_progress
+                client,
+                jobs,
+                args.out,
+                concurrency=args.concurrency,
+                progress=not args.no_progress,
+                checkpoint_name=checkpoint_name,
             )
 
     report = anyio.run(batch)
-    print_summary(report, args.out, checkpoint=True, secret=options["api_key"])
+    secret = options["api_key"]
+    print_summary(report, args.out, checkpoint=True, checkpoint_name=checkpoint_name, secret=secret)
     if report.failed:
         raise CommandError(
             f"{len(report.failed)} of {report.total} requests failed; run the same command "

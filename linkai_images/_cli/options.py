@@ -7,9 +7,19 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY
+from .._config import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_LIMITER_URL
+from .._pacing import parse_rate
 
-__all__ = ["PROG", "CommandError", "api_options", "client_options", "count", "positive_float"]
+__all__ = [
+    "PROG",
+    "CommandError",
+    "api_options",
+    "client_options",
+    "count",
+    "model_rate",
+    "positive_float",
+    "rate",
+]
 
 PROG = "linkai-images"
 
@@ -44,6 +54,23 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def rate(text: str) -> str:
+    """An argparse type: a rate, ``N/second``, ``N/minute`` or ``N/hour``."""
+    try:
+        parse_rate(text, name="rate")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def model_rate(text: str) -> tuple[str, str]:
+    """An argparse type: ``MODEL=RATE``, e.g. ``gpt-image-2=5/minute``."""
+    model, sep, value = text.partition("=")
+    if not sep or not model.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL=RATE (e.g. gpt-image-2=5/minute)")
+    return model.strip(), rate(value)
+
+
 def api_options() -> argparse.ArgumentParser:
     """The options of the commands that call the API, as a parent parser."""
     api = argparse.ArgumentParser(add_help=False)
@@ -66,6 +93,31 @@ def api_options() -> argparse.ArgumentParser:
         metavar="N",
         help=f"retries of a 503/429 after the first attempt (default: {DEFAULT_MAX_RETRIES})",
     )
+    pacing = api.add_argument_group("pacing options (see docs/pacing.md)")
+    pacing.add_argument(
+        "--rate-limit",
+        type=rate,
+        metavar="RATE",
+        help="request starts allowed, spread evenly: N/second, N/minute or N/hour",
+    )
+    pacing.add_argument(
+        "--model-rate-limit",
+        type=model_rate,
+        action="append",
+        metavar="MODEL=RATE",
+        help="a rate for one model, e.g. gpt-image-2=5/minute (repeatable)",
+    )
+    pacing.add_argument(
+        "--adaptive-concurrency",
+        action="store_true",
+        help="lower the requests in flight when the API answers 429 or times out",
+    )
+    pacing.add_argument(
+        "--limiter-url",
+        metavar="URL",
+        help=f"share the rate limits through Redis, e.g. redis://host:6379/0 "
+        f"(default: ${ENV_LIMITER_URL})",
+    )
     return api
 
 
@@ -79,4 +131,12 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         options["timeout"] = args.timeout
     if args.max_retries is not None:
         options["max_retries"] = args.max_retries
+    if args.rate_limit is not None:
+        options["rate_limit"] = args.rate_limit
+    if args.model_rate_limit:
+        options["model_rate_limits"] = dict(args.model_rate_limit)
+    if args.adaptive_concurrency:
+        options["adaptive_concurrency"] = True
+    if args.limiter_url is not None:
+        options["limiter_url"] = args.limiter_url
     return options

@@ -164,6 +164,7 @@ async def run_jobs(
     concurrency: int,
     progress: bool = True,
     checkpoint: bool = True,
+    checkpoint_name: str = CHECKPOINT_NAME,
     stream: TextIO | None = None,
 ) -> Report:
     """Run ``jobs`` through ``client.as_completed``, saving each image as its request completes.
@@ -176,6 +177,7 @@ async def run_jobs(
         progress: show progress on ``stream``.
         checkpoint: journal results in ``directory/.linkai-checkpoint.jsonl``
             and answer requests already there without sending them.
+        checkpoint_name: the checkpoint's file name (a shard has its own).
         stream: where progress goes; default ``sys.stderr``.
 
     Returns:
@@ -205,7 +207,7 @@ async def run_jobs(
         finally:
             saves.release()
 
-    journal = directory / CHECKPOINT_NAME if checkpoint else None
+    journal = directory / checkpoint_name if checkpoint else None
     try:
         async with anyio.create_task_group() as tg:
             batch = client.as_completed(
@@ -265,6 +267,7 @@ def print_summary(
     directory: Path,
     *,
     checkpoint: bool,
+    checkpoint_name: str = CHECKPOINT_NAME,
     secret: str | None = None,
     stream: TextIO | None = None,
 ) -> None:
@@ -278,7 +281,7 @@ def print_summary(
     kept = f"; {report.kept} already saved by an earlier run" if report.kept else ""
     print(f"images: {_shown(directory)}{os.sep} ({len(report.saved)} files{kept})", file=out)
     if checkpoint:
-        print(f"checkpoint: {_shown(directory / CHECKPOINT_NAME)}", file=out)
+        print(f"checkpoint: {_shown(directory / checkpoint_name)}", file=out)
     if not report.failed:
         return
     print("failed:", file=out)
