@@ -23,7 +23,7 @@ ROOT = Path(linkai_images.__file__).parent
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"_exceptions", "_version"}),
     frozenset({"_config", "_catalog", "_display"}),
-    frozenset({"_models"}),
+    frozenset({"_models", "_pacing"}),
     frozenset({"_retry", "_inputs"}),
     frozenset({"_http"}),
     frozenset({"_outputs"}),
