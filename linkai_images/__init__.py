@@ -46,7 +46,8 @@ from ._models import (
     ImageResponse,
     set_default_store,
 )
-from ._outputs.download import save_results, standalone_store
+from ._outputs.download import standalone_store
+from ._outputs.results import save_results
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
 from ._sync import ImageClient
 from ._version import __version__

@@ -126,9 +126,17 @@ class ImageStore(Protocol):
     imports one, so the data layer does no I/O of its own.
     """
 
-    async def read(self, image: GeneratedImage) -> bytes: ...
+    async def read(
+        self, image: GeneratedImage, *, text: Mapping[str, str] | None = None
+    ) -> bytes: ...
 
-    async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path: ...
+    async def save(
+        self,
+        image: GeneratedImage,
+        path: str | os.PathLike[str],
+        *,
+        text: Mapping[str, str] | None = None,
+    ) -> Path: ...
 
 
 _default_store: Callable[[], ImageStore] | None = None
@@ -165,26 +173,43 @@ class GeneratedImage:
     revised_prompt: str | None = None
     _store: ImageStore | None = attrs.field(default=None, repr=False, eq=False, alias="store")
 
-    async def read(self) -> bytes:
+    async def read(self, *, provenance: Mapping[str, str] | None = None) -> bytes:
         """The image's bytes: decoded from ``b64_json``, or downloaded from ``url``.
 
+        The bytes are exactly those served, unless ``provenance`` is given.
         The download never carries the API key.
+
+        Args:
+            provenance: text to embed in a PNG as iTXt chunks
+                (``{"Description": prompt, ...}``; keywords of 1-79 Latin-1
+                characters, any UTF-8 text); the pixels are not touched, and
+                other formats are returned as served.
 
         Raises:
             DownloadError: the CDN failed or sent too much.
+            ValueError: a provenance keyword the PNG format does not allow.
         """
-        return await self._require_store().read(self)
+        return await self._require_store().read(self, text=provenance)
 
-    async def save(self, path: str | os.PathLike[str]) -> Path:
+    async def save(
+        self, path: str | os.PathLike[str], *, provenance: Mapping[str, str] | None = None
+    ) -> Path:
         """Write the image to ``path`` atomically and return where it went.
 
         A directory gets a file named after the URL (its extension from the
-        content type). A crash never leaves a half-written file.
+        content type). A crash never leaves a half-written file. The file
+        holds exactly the bytes served, unless ``provenance`` is given.
+
+        Args:
+            path: a file, or a directory to put it in.
+            provenance: text to embed in a PNG as iTXt chunks, as for
+                ``read``.
 
         Raises:
             DownloadError: the CDN failed or sent too much.
+            ValueError: a provenance keyword the PNG format does not allow.
         """
-        return await self._require_store().save(self, path)
+        return await self._require_store().save(self, path, text=provenance)
 
     def _require_store(self) -> ImageStore:
         if self._store is not None:
@@ -269,7 +294,13 @@ class BatchResults(list):  # type: ignore[type-arg]
     Each entry is an ``ImageResponse``, or the exception its request ended with
     (with ``return_exceptions=True`` or in ``BatchError.results``). In Jupyter
     the list shows as a grid of thumbnails, failures marked.
+
+    Attributes:
+        requests: the checked requests, aligned with the results (model
+            filled in); ``save_results`` takes the prompts from here.
     """
+
+    requests: tuple[ImageRequest, ...] = ()
 
     @property
     def responses(self) -> list[ImageResponse]:

@@ -447,6 +447,7 @@ async def generate_many(
     engine.cap = cap
     await engine.run(store)
     settled = BatchResults(results)
+    settled.requests = tuple(checked)
     if not return_exceptions and settled.errors:
         raise BatchError(settled) from settled.errors[0]
     return settled

@@ -14,7 +14,7 @@ import mimetypes
 import os
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,16 +26,16 @@ from .._exceptions import APIConnectionError, APIStatusError, DownloadError, sta
 from .._http.endpoint import parse_error_body
 from .._http.transport import DOWNLOAD_CONNECTIONS
 from .._retry import RetryPolicy, call_with_retries
+from .pngtext import add_png_text, stamp_stream
 
 if TYPE_CHECKING:
-    from .._models import GeneratedImage, ImageResponse
+    from .._models import GeneratedImage
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DOWNLOAD_RETRY_POLICY",
     "Downloader",
     "safe_filename",
-    "save_results",
     "standalone_store",
 ]
 
@@ -122,28 +122,50 @@ class Downloader:
         self.max_bytes = max_bytes
         self._limiter = anyio.Semaphore(concurrency)
 
-    async def read(self, image: GeneratedImage) -> bytes:
-        """The image's bytes (decoded inline data, or downloaded)."""
+    async def read(self, image: GeneratedImage, *, text: Mapping[str, str] | None = None) -> bytes:
+        """The image's bytes (decoded inline data, or downloaded).
+
+        Args:
+            image: the image.
+            text: PNG text chunks to add (provenance); ``None`` gives the
+                bytes exactly as served.
+        """
         if image.b64_json:
-            return await _decode_inline(image)
+            data = await _decode_inline(image)
+            return await anyio.to_thread.run_sync(add_png_text, data, text) if text else data
         chunks = []
-        async with self._open(self._url_of(image)) as (_, stream), aclosing(stream):
-            async for chunk in stream:
-                chunks.append(chunk)
+        async with self._open(self._url_of(image)) as (_, stream):
+            body = stamp_stream(stream, text) if text else stream
+            async with aclosing(body):
+                async for chunk in body:
+                    chunks.append(chunk)
         return b"".join(chunks)
 
-    async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
-        """Write the image to ``path`` (a file, or a directory to put it in), atomically."""
+    async def save(
+        self,
+        image: GeneratedImage,
+        path: str | os.PathLike[str],
+        *,
+        text: Mapping[str, str] | None = None,
+    ) -> Path:
+        """Write the image to ``path`` (a file, or a directory to put it in), atomically.
+
+        Args:
+            image: the image.
+            path: a file, or a directory to put it in.
+            text: PNG text chunks to add as the file is written (provenance);
+                ``None`` writes the bytes exactly as served.
+        """
         target = Path(path)
         if image.b64_json:
             data = await _decode_inline(image)
             dest = await _destination(target, image.url or "image.png", _sniff_type(data))
-            await _atomic_write(dest, _single(data))
+            await _atomic_write(dest, stamp_stream(_single(data), text) if text else _single(data))
             return dest
         url = self._url_of(image)
         async with self._open(url) as (content_type, stream):
             dest = await _destination(target, url, content_type)
-            await _atomic_write(dest, stream)
+            await _atomic_write(dest, stamp_stream(stream, text) if text else stream)
         return dest
 
     @staticmethod
@@ -265,73 +287,21 @@ async def _atomic_write(dest: Path, chunks: AsyncGenerator[bytes, None]) -> None
 class _StandaloneStore:
     """For images made outside a client: a short-lived pool per call."""
 
-    async def read(self, image: GeneratedImage) -> bytes:
+    async def read(self, image: GeneratedImage, *, text: Mapping[str, str] | None = None) -> bytes:
         async with httpx.AsyncClient() as http:
-            return await Downloader(http).read(image)
+            return await Downloader(http).read(image, text=text)
 
-    async def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
+    async def save(
+        self,
+        image: GeneratedImage,
+        path: str | os.PathLike[str],
+        *,
+        text: Mapping[str, str] | None = None,
+    ) -> Path:
         async with httpx.AsyncClient() as http:
-            return await Downloader(http).save(image, path)
+            return await Downloader(http).save(image, path, text=text)
 
 
 def standalone_store() -> _StandaloneStore:
     """The store of a ``GeneratedImage`` that no client made."""
     return _StandaloneStore()
-
-
-async def save_results(
-    results: Sequence[ImageResponse | BaseException | None],
-    directory: str | os.PathLike[str],
-    *,
-    concurrency: int = DOWNLOAD_CONNECTIONS,
-) -> list[list[Path] | None]:
-    """Save every image of a batch's results into ``directory``, a few at a time.
-
-    Failed entries (exceptions, ``None``) are skipped. Each image is written
-    atomically; an image that fails to download is reported after the others
-    have been saved, so one bad URL does not lose the rest.
-
-    Args:
-        results: the aligned list ``generate_many`` returned (or
-            ``BatchError.results``).
-        directory: where to put the files (created if missing).
-        concurrency: downloads at once.
-
-    Returns:
-        For each entry, the paths written (in ``data`` order), or ``None``
-        for a failed entry.
-
-    Raises:
-        DownloadError: an image could not be saved (the first such error,
-            after every other image was saved).
-    """
-    from .._models import ImageResponse
-
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency!r}")
-    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-    limiter = anyio.Semaphore(concurrency)
-    saved: list[list[Path] | None] = [
-        [Path()] * len(r.data) if isinstance(r, ImageResponse) else None for r in results
-    ]
-    failures: list[DownloadError] = []
-
-    async def save_one(index: int, position: int, image: GeneratedImage) -> None:
-        async with limiter:
-            try:
-                path = await image.save(directory)
-            except DownloadError as exc:
-                failures.append(exc)
-                return
-        paths = saved[index]
-        assert paths is not None
-        paths[position] = path
-
-    async with anyio.create_task_group() as tg:
-        for index, result in enumerate(results):
-            if isinstance(result, ImageResponse):
-                for position, image in enumerate(result.data):
-                    tg.start_soon(save_one, index, position, image)
-    if failures:
-        raise failures[0]
-    return saved
