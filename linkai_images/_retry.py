@@ -28,6 +28,9 @@ import tenacity
 from ._exceptions import APIConnectionError, APIStatusError, LinkAIError
 
 __all__ = [
+    "DEFAULT_BUDGET_WINDOW",
+    "DEFAULT_MIN_RETRIES_PER_SECOND",
+    "DEFAULT_RETRY_RATIO",
     "DEFAULT_RETRY_STATUSES",
     "RetryBudget",
     "RetryEvent",
@@ -130,47 +133,118 @@ class RetryEvent:
 RetryHook = Callable[[RetryEvent], object]
 
 
-@attrs.define
+#: The share of recent healthy answers that retries may add (``RetryBudget.retry_ratio``).
+DEFAULT_RETRY_RATIO = 0.3
+#: Retries allowed per second whatever the traffic (``RetryBudget.min_retries_per_second``).
+DEFAULT_MIN_RETRIES_PER_SECOND = 10.0
+#: Seconds over which answers and retries are counted (``RetryBudget.window``).
+DEFAULT_BUDGET_WINDOW = 10.0
+
+_SLOTS = 10  # the window slides in tenths: an entry expires between 0.9 and 1.0 windows old
+_UNIT = 1000  # one retry, in the integer units the slots count (float sums would drift)
+
+
+@attrs.define(kw_only=True)
 class RetryBudget:
-    """A client-wide retry quota, so an outage does not multiply traffic.
+    """A client-wide retry quota, so an outage does not multiply the traffic.
 
-    gRPC retry throttling: tokens start full; every retryable failure takes
-    one, every success gives back ``token_ratio``; retries are allowed only
-    while more than half the tokens remain. Under a storm of failures the
-    budget drains and each request gets one attempt; as successes return the
-    budget refills and retries resume.
+    A sliding-window budget after Finagle's ``RetryBudget``: over the last
+    ``window`` seconds, the retries made may not exceed ``retry_ratio`` times
+    the healthy answers received, plus ``min_retries_per_second`` per second.
+    A healthy answer is a success, or an error the platform meant and that is
+    not retried (a 400, a 409, ...); a 503 is not one. Only a retry that is
+    about to be made spends budget: the first attempt of a call never does,
+    nor does the failure of a call's last attempt.
 
-    Attributes:
-        max_tokens: the size of the bucket.
-        token_ratio: tokens returned per success.
+    Why these defaults:
+
+    - ``retry_ratio=0.3``: with the default three attempts, random failures
+      need ``p + p**2`` retries per request, so up to about 23% of requests
+      failing at random, every retry goes through (``p + p**2 <= 0.3 *
+      (1 - p**3)``). Above that the share caps what retries add.
+    - ``min_retries_per_second=10`` over ``window=10``: 100 retries in any
+      10 seconds whatever the traffic, so a client that has just started, or
+      that makes few calls (image generation is slow), still retries; and a
+      batch at 25% random failures keeps its three attempts.
+    - In a total outage there are no healthy answers, so only that floor is
+      left: 500 requests failing at once make at most 600 attempts (1.2 per
+      request) instead of 1,500; over a long outage, at most 10 retries a
+      second. As soon as answers come back (a request succeeding, say, 90%
+      of the time), each one earns back 0.3 of a retry: after four of them a
+      retry may start again.
+
+    Finagle counts every request, not healthy answers; then a total outage
+    still pays the full share (1.2x plus the floor, 1.4x for 500 requests at
+    once with these numbers), and a share large enough for ordinary noise
+    (20% of failures needs 24%) makes outages cost more than the noise.
+
+    Args:
+        retry_ratio: retries allowed per healthy answer in the window
+            (0 or more; ``0.3`` means 3 retries per 10 answers).
+        min_retries_per_second: retries allowed per second on top, whatever
+            the traffic (0 or more).
+        window: the seconds over which answers and retries count (more than 0).
+        clock: monotonic seconds; tests inject a fixed or stepped clock.
+
+    Raises:
+        ValueError: a negative ratio or floor, or a window that is not positive.
     """
 
-    max_tokens: float = 10.0
-    token_ratio: float = 0.1
-    _tokens: float = attrs.field(init=False)
+    retry_ratio: float = attrs.field(
+        default=DEFAULT_RETRY_RATIO, validator=attrs.validators.ge(0.0)
+    )
+    min_retries_per_second: float = attrs.field(
+        default=DEFAULT_MIN_RETRIES_PER_SECOND, validator=attrs.validators.ge(0.0)
+    )
+    window: float = attrs.field(default=DEFAULT_BUDGET_WINDOW, validator=attrs.validators.gt(0.0))
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    _deposit: int = attrs.field(init=False, repr=False)
+    _reserve: int = attrs.field(init=False, repr=False)
+    _slots: list[int] = attrs.field(init=False, repr=False, factory=lambda: [0] * _SLOTS)
+    _current: int = attrs.field(init=False, repr=False, default=0)
+    _slot_started: float = attrs.field(init=False, repr=False)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        self._tokens = self.max_tokens
+        self._deposit = round(self.retry_ratio * _UNIT)
+        self._reserve = round(self.min_retries_per_second * self.window * _UNIT)
+        self._slot_started = self.clock()
 
     @property
-    def tokens(self) -> float:
-        """The tokens left."""
-        return self._tokens
-
-    def on_failure(self) -> None:
-        """Take a token for a retryable failure."""
+    def available(self) -> int:
+        """The retries that may start now."""
         with self._lock:
-            self._tokens = max(0.0, self._tokens - 1.0)
+            self._slide()
+            return max(0, self._balance() // _UNIT)
 
-    def on_success(self) -> None:
-        """Give back part of a token for a success."""
+    def deposit(self) -> None:
+        """Count a healthy answer: it earns ``retry_ratio`` of a retry for ``window`` seconds."""
         with self._lock:
-            self._tokens = min(self.max_tokens, self._tokens + self.token_ratio)
+            self._slide()
+            self._slots[self._current] += self._deposit
 
-    def allows_retry(self) -> bool:
-        """Whether a retry may start now."""
-        return self._tokens > self.max_tokens / 2
+    def try_spend(self) -> bool:
+        """Spend one retry if the budget has one; ``False`` (and nothing spent) if not."""
+        with self._lock:
+            self._slide()
+            if self._balance() < _UNIT:
+                return False
+            self._slots[self._current] -= _UNIT
+            return True
+
+    def _balance(self) -> int:
+        return self._reserve + sum(self._slots)
+
+    def _slide(self) -> None:
+        """Forget the slots older than the window."""
+        slot = self.window / _SLOTS
+        passed = int((self.clock() - self._slot_started) // slot)
+        if passed <= 0:  # the same slot (or a clock that went back)
+            return
+        for _ in range(min(passed, _SLOTS)):
+            self._current = (self._current + 1) % _SLOTS
+            self._slots[self._current] = 0
+        self._slot_started += passed * slot
 
 
 class _Testing:
@@ -244,6 +318,25 @@ class _StopBeforeDeadline(tenacity.stop.stop_base):
         return elapsed + retry_state.upcoming_sleep >= self._timeout
 
 
+class _StopWhenBudgetSpent(tenacity.stop.stop_base):
+    """Stop when the client's ``RetryBudget`` has no retry left; spend one when it has."""
+
+    def __init__(self, budget: RetryBudget, model: str | None) -> None:
+        self._budget = budget
+        self._model = model
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if self._budget.try_spend():
+            return False
+        logger.info(
+            "not retrying %s request after attempt %d failed: the client's retry budget "
+            "is spent (too many recent failures)",
+            self._model or "image",
+            retry_state.attempt_number,
+        )
+        return True
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
@@ -274,11 +367,12 @@ async def call_with_retries(
     except LinkAIError as exc:
         if not policy.is_retryable(exc):
             _set_attempts(exc, 1)
+            _settle(budget, exc)
             raise
         failure = exc
     else:
         if budget is not None:
-            budget.on_success()
+            budget.deposit()
         return result, 1
     return await _retry(
         attempt,
@@ -312,14 +406,6 @@ async def _retry(
     """
     first_failure: LinkAIError | None = failure
 
-    def should_retry(exc: BaseException) -> bool:
-        if not policy.is_retryable(exc):
-            return False
-        if budget is None:
-            return True
-        budget.on_failure()
-        return budget.allows_retry()
-
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         assert exc is not None
@@ -346,10 +432,14 @@ async def _retry(
     stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
     if policy.timeout is not None:
         stop = stop | _StopBeforeDeadline(policy.timeout, started, paused)
+    if budget is not None:
+        # Last: tenacity asks the stops in order and stops at the first yes, so the
+        # budget is asked (and spent) only for a retry that is otherwise going ahead.
+        stop = stop | _StopWhenBudgetSpent(budget, model)
     retrying = tenacity.AsyncRetrying(
         stop=stop,
         wait=_Wait(policy),
-        retry=tenacity.retry_if_exception(should_retry),
+        retry=tenacity.retry_if_exception(policy.is_retryable),
         before_sleep=before_sleep,
         sleep=anyio.sleep,
         reraise=True,
@@ -365,7 +455,15 @@ async def _retry(
                 result = await attempt()
     except LinkAIError as exc:
         _set_attempts(exc, attempts)
+        if not policy.is_retryable(exc):
+            _settle(budget, exc)
         raise
     if budget is not None:
-        budget.on_success()
+        budget.deposit()
     return result, attempts
+
+
+def _settle(budget: RetryBudget | None, exc: LinkAIError) -> None:
+    """Count a call's final, non-retried error in the budget when the platform meant it."""
+    if budget is not None and isinstance(exc, APIStatusError):
+        budget.deposit()  # a 400 or a 409 is an answer from a working platform

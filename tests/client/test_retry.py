@@ -162,19 +162,109 @@ async def test_total_time_bound_counts_the_first_attempt() -> None:
     assert 1 == info.value.attempts
 
 
-async def test_budget_drains_under_a_storm_and_refills_with_successes() -> None:
-    """Retry throttling: failures spend tokens until retries stop; successes earn them back."""
-    budget = RetryBudget(max_tokens=6, token_ratio=1.0)
+class Clock:
+    """A clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_only_retries_made_spend_the_budget() -> None:
+    """Three failed attempts spend two retries: the exhausted last attempt spends nothing."""
+    budget = RetryBudget(retry_ratio=0.0, min_retries_per_second=0.5, window=10, clock=Clock())
+    assert 5 == budget.available
+    with pytest.raises(ServiceUnavailableError) as info:
+        await call_with_retries(
+            failing([status_error(503)] * 3), RetryPolicy(max_attempts=3), budget=budget
+        )
+    assert 3 == info.value.attempts
+    assert 3 == budget.available
+
+
+async def test_a_spent_budget_lets_first_attempts_through_but_no_retry() -> None:
+    """With no retry left a 503 fails after one attempt; a failed try spends nothing."""
+    budget = RetryBudget(retry_ratio=0.0, min_retries_per_second=0.1, window=10, clock=Clock())
     policy = RetryPolicy(max_attempts=3)
     attempts = []
-    for _ in range(5):
+    for _ in range(3):
         with pytest.raises(ServiceUnavailableError) as info:
             await call_with_retries(failing([status_error(503)] * 3), policy, budget=budget)
         attempts.append(info.value.attempts)
-    assert [3, 1, 1, 1, 1] == attempts
-    for _ in range(5):
-        await call_with_retries(failing([]), policy, budget=budget)
-    assert ("ok", 2) == await call_with_retries(failing([status_error(503)]), policy, budget=budget)
+    assert [2, 1, 1] == attempts
+    assert 0 == budget.available
+
+
+async def test_healthy_answers_earn_retries_and_503s_do_not() -> None:
+    """Successes and a 400 earn retry_ratio each; a 503 the policy gave up on earns nothing."""
+    budget = RetryBudget(retry_ratio=0.5, min_retries_per_second=0.0, clock=Clock())
+    policy = RetryPolicy(max_attempts=1)
+    await call_with_retries(failing([]), policy, budget=budget)
+    with pytest.raises(BadRequestError):
+        await call_with_retries(failing([status_error(400)]), policy, budget=budget)
+    with pytest.raises(ServiceUnavailableError):
+        await call_with_retries(failing([status_error(503)]), policy, budget=budget)
+    assert 1 == budget.available
+    retried = await call_with_retries(
+        failing([status_error(503)]), RetryPolicy(max_attempts=3), budget=budget
+    )
+    assert ("ok", 2) == retried
+    assert 0 == budget.available  # the retry spent 1, its success earned back 0.5
+
+
+def test_answers_and_retries_leave_the_window() -> None:
+    """A deposit counts for one window; a retry spent counts against it for one window too."""
+    clock = Clock()
+    budget = RetryBudget(retry_ratio=1.0, min_retries_per_second=0.0, window=10, clock=clock)
+    budget.deposit()
+    clock.now = 5.0
+    budget.deposit()
+    assert 2 == budget.available
+    clock.now = 10.5  # the first deposit is out of the window
+    assert 1 == budget.available
+    assert budget.try_spend()
+    assert not budget.try_spend()
+    clock.now = 15.5  # the second deposit is out, the retry spent at 10.5 still in
+    assert 0 == budget.available
+    budget.deposit()
+    assert 0 == budget.available  # it pays for the retry still in the window
+    clock.now = 100.0  # everything is out
+    assert 0 == budget.available
+    budget.deposit()
+    assert 1 == budget.available
+
+
+def test_the_floor_allows_retries_per_second_of_window() -> None:
+    """min_retries_per_second over the window: 2/s over 5 s is 10 retries in any 5 s."""
+    clock = Clock()
+    budget = RetryBudget(retry_ratio=0.0, min_retries_per_second=2, window=5, clock=clock)
+    assert [True] * 10 + [False] == [budget.try_spend() for _ in range(11)]
+    clock.now = 5.0
+    assert 10 == budget.available
+
+
+def test_budget_defaults_are_the_documented_numbers() -> None:
+    """30% of healthy answers plus 10 retries a second, over 10 seconds."""
+    budget = RetryBudget(clock=Clock())
+    assert (0.3, 10.0, 10.0) == (
+        budget.retry_ratio,
+        budget.min_retries_per_second,
+        budget.window,
+    )
+    assert 100 == budget.available
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"retry_ratio": -0.1}, {"min_retries_per_second": -1}, {"window": 0}],
+)
+def test_budget_refuses_negative_shares_and_empty_windows(options: dict[str, float]) -> None:
+    """A negative ratio or floor, or a window of no time, is a ValueError at construction."""
+    (name,) = options
+    with pytest.raises(ValueError, match=name):
+        RetryBudget(**options)  # type: ignore[arg-type]
 
 
 def test_max_attempts_must_be_positive() -> None:
