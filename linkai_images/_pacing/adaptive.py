@@ -6,9 +6,10 @@ grows by one after a window of successes, between 1 and ``max_concurrency``:
 - It starts low (``INITIAL_LIMIT``) and, until the first push-back, grows by
   one per success (doubling each round trip), as TCP's slow start does.
 - A push-back halves it, once per round: failures of requests launched
-  before the last change were caused by the old limit and change nothing.
-- Below the level that last worked (one under the level that failed), the
-  window is one success, so a halving costs about one round trip.
+  before the last halving were caused by the old limit and change nothing.
+- Below the level that last worked (one under the level that failed; half
+  of it when slow start overshot), the window is one success, so a halving
+  costs about one round trip.
 - At or above it, the window is ``limit`` successes, doubled after each
   probe of that level that failed (at most ``MAX_PROBE_DOUBLINGS`` times),
   so a client settles just under the platform's capacity and probes it
@@ -119,7 +120,9 @@ class AdaptiveLimit:
         failed = self.limit
         if self._good is not None and failed > self._good:
             self._failed_probes += 1
-        self._good = max(1, failed - 1)
+        # Slow start overshoots by the answers still on their way, as TCP's does:
+        # half of where it stood is the level known to work (TCP's ssthresh).
+        self._good = max(1, failed // 2 if self._slow_start else failed - 1)
         self._slow_start = False
         self._round += 1
         self._set(max(1, failed // 2), "the platform pushed back (429 or timeout)")

@@ -29,6 +29,7 @@ import attrs
 
 from ._cdn import Cdn
 from ._faults import Fault, FaultSchedule, fault_reply
+from ._limits import Limits, retry_after_header
 from ._png import make_png_b64
 from ._records import RecordedCdnRequest, RecordedRequest, inspect_image
 from ._reply import IN_PROCESS_BASE_URL, IN_PROCESS_CDN_URL, JSON_HEADER, Reply, error_reply
@@ -89,9 +90,15 @@ class FakeLinkAI:
             (1 serves full-size images).
         record_limit: how many recent requests are kept for inspection;
             counters stay exact beyond it.
+        rate_limit: requests the account may start, ``"N/second"``,
+            ``"N/minute"`` or ``"N/hour"``; faster ones get 429 with
+            ``Retry-After`` (a GCRA allowing one request an interval early).
+        capacity: requests the account may have generating at once; more
+            get 429 with ``Retry-After`` (until the first one finishes).
 
     Raises:
-        ValueError: a ``scale`` below 1 or an unknown ``default_response_format``.
+        ValueError: a ``scale`` below 1, an unknown ``default_response_format``,
+            a bad ``rate_limit`` or a ``capacity`` below 1.
     """
 
     def __init__(
@@ -106,6 +113,8 @@ class FakeLinkAI:
         default_response_format: Literal["url", "b64_json"] = "url",
         scale: int = DEFAULT_SCALE,
         record_limit: int = DEFAULT_RECORD_LIMIT,
+        rate_limit: str | None = None,
+        capacity: int | None = None,
     ) -> None:
         if scale < 1:
             raise ValueError(f"scale must be at least 1, not {scale}")
@@ -122,6 +131,8 @@ class FakeLinkAI:
             default_response_format=default_response_format,
             scale=scale,
         )
+        self._limits = Limits(rate_limit, capacity)
+        self._record_limit = record_limit
         self._credits = credits
         self._latency: Latency = latency
         self._seed = seed
@@ -138,6 +149,8 @@ class FakeLinkAI:
         self._cdn_records.clear()
         self._attempts: collections.Counter[str] = collections.Counter()
         self._faults.clear()
+        self._limits.clear()
+        self._starts: dict[str | None, collections.deque[float]] = {}
         self._request_count = 0
         self._images_generated = 0
         self._in_flight = getattr(self, "_in_flight", 0)
@@ -205,6 +218,17 @@ class FakeLinkAI:
         models = frozenset(value)
         with self._lock:
             self._rules = attrs.evolve(self._rules, extra_models=models)
+
+    @property
+    def rate_limit(self) -> str | None:
+        """The account's request rate (``"60/minute"``), or ``None``: no limit."""
+        rate = self._limits.rate
+        return rate.text if rate is not None else None
+
+    @property
+    def capacity(self) -> int | None:
+        """Requests the account may have generating at once, or ``None``: no limit."""
+        return self._limits.capacity
 
     @property
     def latency(self) -> Latency:
@@ -281,6 +305,20 @@ class FakeLinkAI:
         """
         with self._lock:
             return self._attempts[prompt]
+
+    def starts(self, model: str | None = None) -> list[float]:
+        """When API requests arrived (``time.monotonic()``), oldest first, refused ones included.
+
+        Args:
+            model: only requests naming this model; ``None`` for all.
+
+        Returns:
+            The arrival times of the last ``record_limit`` requests (of ``model``).
+        """
+        with self._lock:
+            if model is not None:
+                return list(self._starts.get(model, ()))
+            return sorted(t for times in self._starts.values() for t in times)
 
     @property
     def request_count(self) -> int:
@@ -372,14 +410,24 @@ class FakeLinkAI:
             else ()
         )
         routed = path == GENERATIONS_PATH and method == "POST"
+        model = model if isinstance(model, str) else None
+        refusal = None
 
         with self._lock:
+            arrived = time.monotonic()
             self._request_count += 1
             if prompt is not None:
                 self._attempts[prompt] += 1
             fault = self._faults.next(prompt) if routed else None
             # Last before counting it in flight: a latency function may raise.
             delay = self._next_delay()
+            if routed:
+                starts = self._starts.get(model)
+                if starts is None:
+                    starts = self._starts[model] = collections.deque(maxlen=self._record_limit)
+                starts.append(arrived)
+                if fault is None and self._limits.active:
+                    refusal = self._limits.admit(arrived, delay)
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
 
@@ -390,13 +438,17 @@ class FakeLinkAI:
                 reply = error_reply(404, f"no such endpoint: {path}", request_id)
         elif fault is not None:
             reply = fault_reply(fault, request_id, delay)
+        elif refusal is not None:
+            reply = error_reply(429, refusal.message, request_id)
+            retry_after = ("retry-after", retry_after_header(refusal.retry_after))
+            reply = Reply(429, (*reply.headers, retry_after), reply.body)
         else:
             outcome = self._rules.check(headers, parsed, images)
             if isinstance(outcome, Rejection):
                 reply = error_reply(outcome.status, outcome.message, request_id)
             else:
                 reply = self._success(outcome, request_id, cdn_url)
-        if fault is None and delay:
+        if fault is None and refusal is None and delay:
             reply = Reply(reply.status, reply.headers, reply.body, delay)
 
         record = RecordedRequest(
@@ -406,7 +458,7 @@ class FakeLinkAI:
             headers=headers,
             body=None if parsed is _NOT_JSON else parsed,
             prompt=prompt,
-            model=model if isinstance(model, str) else None,
+            model=model,
             images=images,
             status=reply.status if reply.respond else None,
             fault=fault,

@@ -20,6 +20,12 @@ def grow(limit: AdaptiveLimit, successes: int) -> None:
         limit.release(0, pushed_back=False, succeeded=True)
 
 
+def push_back(limit: AdaptiveLimit) -> None:
+    """One request of the current round answered 429."""
+    limit.in_flight += 1
+    limit.release(limit._round, pushed_back=True, succeeded=False)
+
+
 def test_starts_low_and_slow_starts() -> None:
     """Until the first push-back the limit grows by one per success."""
     limit = AdaptiveLimit("m", 64)
@@ -55,14 +61,17 @@ def test_never_above_max_nor_below_one() -> None:
 def test_regrows_fast_to_what_worked_then_probes_slowly() -> None:
     """After a halving it climbs back fast to the last good level, then waits a window."""
     limit = AdaptiveLimit("m", 64)
-    grow(limit, 5)  # 9
-    limit.in_flight += 1
-    limit.release(0, pushed_back=True, succeeded=False)  # failed at 9: 8 worked
+    grow(limit, 12)  # slow start up to 16
+    push_back(limit)  # overshot: half of it, 8, is taken as what works
+    assert 8 == limit.limit
+    grow(limit, 8)  # a window of 8 successes: probe 9
+    assert 9 == limit.limit
+    push_back(limit)  # the probe failed: 8 worked
     assert 4 == limit.limit
     grow(limit, 4)
-    assert 8 == limit.limit
-    grow(limit, 7)
-    assert 8 == limit.limit  # a window of 8 successes before probing 9
+    assert 8 == limit.limit  # back in four successes
+    grow(limit, 15)
+    assert 8 == limit.limit  # the window above it doubled after the failed probe
     grow(limit, 1)
     assert 9 == limit.limit
 

@@ -6,6 +6,7 @@ import logging
 
 import anyio
 import pytest
+from pacing_windows import most_in_window
 
 from linkai_images import AsyncImageClient, ImageClient, RateLimitError, RetryPolicy
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
@@ -16,12 +17,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 def starts(fake: FakeLinkAI) -> list[float]:
     """When the fake received each request, oldest first."""
     return [r.received_at for r in fake.requests]
-
-
-def most_in_window(times: list[float], width: float) -> int:
-    """The most starts in any window of ``width`` seconds."""
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t <= start + width) for i, start in enumerate(times))
 
 
 async def test_rate_limit_spreads_a_batch(server: FakeServer) -> None:

@@ -7,17 +7,12 @@ import uuid
 
 import anyio
 import pytest
+from pacing_windows import most_in_window
 
 from linkai_images import AsyncImageClient, LimiterError
 from linkai_images.testing import FakeServer
 
 pytestmark = pytest.mark.anyio
-
-
-def most_in_window(times: list[float], width: float) -> int:
-    """The most starts in any window of ``width`` seconds."""
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t <= start + width) for i, start in enumerate(times))
 
 
 def shared_client(server: FakeServer, url: str, prefix: str, **options: object) -> AsyncImageClient:
