@@ -34,9 +34,7 @@ async def test_rate_limit_refuses_a_burst_with_retry_after() -> None:
     fake = FakeLinkAI(rate_limit="2/second")
     statuses = sorted(r.status_code for r in await post(fake, 5))
     assert [200, 200, 429, 429, 429] == statuses
-    waits = [
-        float(r.headers["retry-after"]) for r in await post(fake, 1) if r.status_code == 429
-    ]
+    waits = [float(r.headers["retry-after"]) for r in await post(fake, 1) if r.status_code == 429]
     assert [] == [w for w in waits if not 0 < w <= 1.0]
 
 
