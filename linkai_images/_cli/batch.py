@@ -7,10 +7,13 @@ from pathlib import Path
 
 import anyio
 
+from .._batch.prices import Prices
 from .._client import AsyncImageClient
+from .._outputs.manifest import MANIFEST_NAME
 from .batch_file import read_batch_file
+from .dry_run import print_dry_run
 from .options import CommandError, client_options, count
-from .run import CHECKPOINT_NAME, Report, print_summary, run_jobs
+from .run import CHECKPOINT_NAME, Job, Report, print_summary, run_jobs
 from .shard import parse_shard
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "add_command"]
@@ -44,19 +47,88 @@ def add_command(
         help="run only requests I, I+N, I+2N, ... (counted from 0), so N workers can share "
         "one file and one --out; each keeps its own checkpoint (see docs/scale-out.md)",
     )
+    outputs = batch.add_argument_group("outputs and spending")
+    outputs.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing: print the requests by model, size and quality, the reference "
+        "images, the invalid lines, what a resume would skip (and the cost, with --prices)",
+    )
+    outputs.add_argument(
+        "--prices",
+        type=Path,
+        metavar="FILE",
+        help="a .json or .toml file of prices per image by model and size (docs/batches.md)",
+    )
+    outputs.add_argument(
+        "--max-cost",
+        type=_cost,
+        metavar="X",
+        help="start no request once the estimated cost of those sent would pass X (needs --prices)",
+    )
+    outputs.add_argument(
+        "--no-provenance",
+        action="store_true",
+        help="save the images exactly as served, without the prompt and parameters "
+        "written into each PNG",
+    )
     batch.set_defaults(run=run)
+
+
+def _cost(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount >= 0")
+    return value
+
+
+def _prices(args: argparse.Namespace) -> Prices | None:
+    if args.prices is None:
+        if args.max_cost is not None:
+            raise CommandError("--max-cost needs --prices FILE: the SDK knows no prices")
+        return None
+    try:
+        return Prices.load(args.prices)
+    except (ValueError, RuntimeError) as exc:
+        raise CommandError(f"--prices: {exc}") from None
+
+
+def _check_priced(jobs: list[Job], prices: Prices, source: Path) -> None:
+    """With --max-cost every request needs a price: say which lines have none, send nothing."""
+    unpriced = [
+        f"{job.label} ({job.request.model} at {job.request.size or 'its default size'})"
+        for job in jobs
+        if prices.price(job.request.model or "", job.request.size) is None
+    ]
+    if unpriced:
+        more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
+        raise CommandError(
+            f"--max-cost: no price in {source} for {', '.join(unpriced[:5])}{more}; "
+            "nothing was sent"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the file's requests, save the images, print the summary."""
-    jobs = read_batch_file(args.file, default_model=args.model)
+    prices = _prices(args)
+    bad_lines: list[str] | None = [] if args.dry_run else None
+    jobs = read_batch_file(args.file, default_model=args.model, bad_lines=bad_lines)
     checkpoint_name = CHECKPOINT_NAME
+    manifest_name = MANIFEST_NAME
     if args.shard is not None:
         jobs = args.shard.select(jobs)
         checkpoint_name = CHECKPOINT_NAME.replace(".jsonl", f"{args.shard.suffix}.jsonl")
-        if not jobs:
-            print(f"shard {args.shard.index}/{args.shard.count}: no requests (the file has fewer)")
-            return 0
+        manifest_name = MANIFEST_NAME.replace(".jsonl", f"{args.shard.suffix}.jsonl")
+    if bad_lines is not None:
+        return print_dry_run(jobs, bad_lines, checkpoint=args.out / checkpoint_name, prices=prices)
+    if prices is not None and args.max_cost is not None:
+        _check_priced(jobs, prices, args.prices)
+    if args.shard is not None and not jobs:
+        print(f"shard {args.shard.index}/{args.shard.count}: no requests (the file has fewer)")
+        return 0
     options = client_options(args)
     options["max_concurrency"] = args.concurrency
 
@@ -69,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 progress=not args.no_progress,
                 checkpoint_name=checkpoint_name,
+                manifest_name=manifest_name,
+                provenance=not args.no_provenance,
+                prices=prices,
+                max_cost=args.max_cost,
             )
 
     report = anyio.run(batch)

@@ -40,12 +40,16 @@ class BatchFileError(Exception):
     """The batch file cannot be used; nothing was sent."""
 
 
-def read_batch_file(path: Path, *, default_model: str | None = None) -> list[Job]:
+def read_batch_file(
+    path: Path, *, default_model: str | None = None, bad_lines: list[str] | None = None
+) -> list[Job]:
     """The checked jobs of a batch file, numbered by their line in it.
 
     Args:
         path: a ``.jsonl`` / ``.ndjson`` or ``.csv`` file.
         default_model: the model of lines that name none (``--model``).
+        bad_lines: if given, bad lines are appended to it (``line 7: ...``)
+            instead of raising (``batch --dry-run`` lists them).
 
     Raises:
         BatchFileError: an unknown format, an empty file, or bad lines (all
@@ -74,12 +78,14 @@ def read_batch_file(path: Path, *, default_model: str | None = None) -> list[Job
             jobs.append(Job(number=number, request=request, label=f"line {number}"))
         except (RequestValidationError, TypeError) as exc:
             problems.append(f"line {number}: {exc}")
-    if problems:
+    if problems and bad_lines is not None:
+        bad_lines.extend(problems)
+    elif problems:
         shown = " | ".join(problems[:_MAX_LISTED])
         more = f" | and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         count = f"{len(problems)} bad line{'s' if len(problems) > 1 else ''}"
         raise BatchFileError(f"{path}: {count}, nothing was sent: {shown}{more}")
-    if not jobs:
+    if not jobs and not problems:
         raise BatchFileError(f"{path}: no requests in the file")
     return jobs
 

@@ -21,6 +21,7 @@ from typing import TextIO
 import anyio
 import attrs
 
+from .._batch.prices import Prices
 from .._batch.progress import ProgressEvent, TqdmProgress
 from .._client import AsyncImageClient
 from .._exceptions import (
@@ -28,11 +29,15 @@ from .._exceptions import (
     APIStatusError,
     AuthenticationError,
     BatchAbortedError,
+    CostLimitError,
     DownloadError,
     ModelNotAvailableError,
 )
 from .._models import ImageRequest, ImageResponse
 from .._outputs.download import safe_filename
+from .._outputs.gallery import GallerySummary
+from .._outputs.manifest import MANIFEST_NAME, failure_row
+from .._outputs.recorder import OutputRecorder
 from .._retry import RetryEvent
 
 __all__ = [
@@ -86,6 +91,7 @@ class Report:
     retries: list[tuple[Job, RetryEvent]] = attrs.Factory(list)
     saved: list[tuple[Job, Path]] = attrs.Factory(list)
     elapsed: float = 0.0
+    gallery: GallerySummary | None = None
 
 
 def slug(prompt: str) -> str:
@@ -165,6 +171,10 @@ async def run_jobs(
     progress: bool = True,
     checkpoint: bool = True,
     checkpoint_name: str = CHECKPOINT_NAME,
+    manifest_name: str = MANIFEST_NAME,
+    provenance: bool = True,
+    prices: Prices | None = None,
+    max_cost: float | None = None,
     stream: TextIO | None = None,
 ) -> Report:
     """Run ``jobs`` through ``client.as_completed``, saving each image as its request completes.
@@ -178,6 +188,12 @@ async def run_jobs(
         checkpoint: journal results in ``directory/.linkai-checkpoint.jsonl``
             and answer requests already there without sending them.
         checkpoint_name: the checkpoint's file name (a shard has its own).
+        manifest_name: the manifest's file name (a shard has its own); the
+            run ends by merging every manifest of ``directory`` into
+            ``metadata.jsonl`` and writing ``index.html``.
+        provenance: write each request's prompt and parameters into its PNGs.
+        prices: what one image costs (needed by ``max_cost``).
+        max_cost: stop starting requests once their estimated cost would pass it.
         stream: where progress goes; default ``sys.stderr``.
 
     Returns:
@@ -188,15 +204,23 @@ async def run_jobs(
     display = _Display(len(jobs), show=progress, stream=stream or sys.stderr)
     report = Report(total=len(jobs))
     saves = anyio.Semaphore(_SAVES_IN_FLIGHT)
+    recorder = await OutputRecorder.open(
+        directory, provenance=provenance, manifest_name=manifest_name
+    )
 
     async def save(job: Job, response: ImageResponse, from_checkpoint: bool) -> None:
         try:
             paths = image_paths(directory, job, response)
             if from_checkpoint and all([await anyio.Path(p).is_file() for p in paths]):
                 report.kept += len(paths)  # saved by an earlier run: not downloaded again
+                for position, path in enumerate(paths):
+                    if not recorder.has(path):  # saved just before a crash: the line is owed
+                        await recorder.record(job.number, path, job.request, response, position)
             else:
-                for image, path in zip(response.data, paths, strict=True):
-                    await image.save(path)
+                for position, (image, path) in enumerate(zip(response.data, paths, strict=True)):
+                    text = await recorder.text(job.number, job.request, response, position)
+                    await image.save(path, provenance=text)
+                    await recorder.record(job.number, path, job.request, response, position)
             report.saved.extend((job, path) for path in paths)
             if from_checkpoint:
                 report.skipped += 1
@@ -215,6 +239,8 @@ async def run_jobs(
                 concurrency=concurrency,
                 progress=display,
                 checkpoint=journal,
+                prices=prices,
+                max_cost=max_cost,
             )
             async with batch as results:
                 async for item in results:
@@ -228,6 +254,11 @@ async def run_jobs(
         report.retries = [(jobs[index], event) for index, event in display.retries]
         report.failed.sort(key=lambda failure: failure[0].number)
         report.saved.sort(key=lambda saved: (saved[0].number, saved[1].name))
+        failures = [
+            failure_row(label=job.label, request=job.request, error=describe_error(exc))
+            for job, exc in report.failed
+        ]
+        report.gallery = await recorder.finish(failures)
         report.elapsed = time.monotonic() - started
     return report
 
@@ -282,11 +313,18 @@ def print_summary(
     print(f"images: {_shown(directory)}{os.sep} ({len(report.saved)} files{kept})", file=out)
     if checkpoint:
         print(f"checkpoint: {_shown(directory / checkpoint_name)}", file=out)
+    if report.gallery is not None:
+        print(
+            f"manifest: {_shown(report.gallery.manifest)}; gallery: {_shown(report.gallery.path)}",
+            file=out,
+        )
     if not report.failed:
         return
     print("failed:", file=out)
     aborted = [job for job, exc in report.failed if isinstance(exc, BatchAbortedError)]
-    listed = [(job, exc) for job, exc in report.failed if not isinstance(exc, BatchAbortedError)]
+    capped = [exc for _, exc in report.failed if isinstance(exc, CostLimitError)]
+    unsent = (BatchAbortedError, CostLimitError)
+    listed = [(job, exc) for job, exc in report.failed if not isinstance(exc, unsent)]
     for job, exc in listed[:_MAX_LISTED]:
         print(f"  {job.label}: {redact(describe_error(exc), secret)}", file=out)
     if len(listed) > _MAX_LISTED:
@@ -294,5 +332,12 @@ def print_summary(
     if aborted:
         print(
             f"  {len(aborted)} not sent: the batch stopped after the account-level error above",
+            file=out,
+        )
+    if capped:
+        print(
+            f"  {len(capped)} not sent: the estimated cost would pass --max-cost "
+            f"{capped[0].max_cost:g} ({capped[0].spent:g} sent); run again with a higher cap "
+            "to send them",
             file=out,
         )

@@ -70,7 +70,7 @@ COLUMNS_AFTER = ("url", "request_id", "attempts", "elapsed", "created", "sha256"
 
 
 def shard_manifest_name(index: int, count: int) -> str:
-    """The manifest of shard ``index`` of ``count`` (1-based): ``metadata.shard-1-of-4.jsonl``."""
+    """The manifest of shard ``index`` of ``count``, as ``batch --shard I/N`` numbers it."""
     return f"metadata.shard-{index}-of-{count}.jsonl"
 
 

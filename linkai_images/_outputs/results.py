@@ -10,7 +10,7 @@ hidden ``.linkai-failures.jsonl``, and ``index.html`` is written at the end.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,18 +19,8 @@ import anyio
 from .._exceptions import DownloadError
 from .._http.transport import DOWNLOAD_CONNECTIONS
 from .._models import ImageRequest, ImageResponse, RequestLike
-from .gallery import write_gallery
-from .manifest import (
-    MANIFEST_NAME,
-    ManifestWriter,
-    failure_row,
-    failures_name,
-    file_facts,
-    manifest_row,
-    reference_entries,
-    write_rows,
-)
-from .provenance import provenance_text
+from .manifest import failure_row
+from .recorder import OutputRecorder
 
 if TYPE_CHECKING:
     from .._models import GeneratedImage
@@ -100,44 +90,20 @@ async def save_results(
         [Path()] * len(r.data) if isinstance(r, ImageResponse) else None for r in results
     ]
     failures: list[tuple[int, DownloadError]] = []
-    writer = await ManifestWriter.open(folder) if manifest else None
-    references: dict[int, list[dict[str, str | None]]] = {}
-
-    async def references_of(index: int) -> list[dict[str, str | None]]:
-        request = origins[index]
-        if request is None or not request.images:
-            return []
-        if index not in references:  # local files are hashed once per request
-            references[index] = await anyio.to_thread.run_sync(reference_entries, request.images)
-        return references[index]
+    recorder = await OutputRecorder.open(folder, manifest=manifest, provenance=provenance)
 
     async def save_one(
         index: int, position: int, response: ImageResponse, image: GeneratedImage
     ) -> None:
         async with limiter:
             request = origins[index]
-            refs = await references_of(index) if (provenance or writer) else []
-            text = None
-            if provenance:
-                text = provenance_text(
-                    request=request, response=response, position=position, references=refs
-                )
+            text = await recorder.text(index, request, response, position)
             try:
                 path = await image.save(folder, provenance=text)
             except DownloadError as exc:
                 failures.append((index, exc))
                 return
-            if writer is not None:
-                facts = await anyio.to_thread.run_sync(file_facts, path)
-                row = manifest_row(
-                    file_name=path.name,
-                    request=request,
-                    response=response,
-                    position=position,
-                    facts=facts,
-                    references=refs,
-                )
-                await writer.add(row)
+            await recorder.record(index, path, request, response, position)
         paths = saved[index]
         assert paths is not None
         paths[position] = path
@@ -149,11 +115,7 @@ async def save_results(
                     for position, image in enumerate(result.data):
                         tg.start_soon(save_one, index, position, result, image)
     finally:
-        if writer is not None:
-            with anyio.CancelScope(shield=True):
-                await writer.aclose()
-                rows = _failure_rows(results, origins, failures)
-                await anyio.to_thread.run_sync(_finish, folder, rows)
+        await recorder.finish(_failure_rows(results, origins, failures))
     if failures:
         raise failures[0][1]
     return saved
@@ -174,8 +136,3 @@ def _failure_rows(
         for index, exc in failures
     ]
     return rows
-
-
-def _finish(folder: Path, failures: Sequence[Mapping[str, Any]]) -> None:
-    write_rows(folder / failures_name(MANIFEST_NAME), failures)
-    write_gallery(folder)
