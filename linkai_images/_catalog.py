@@ -120,6 +120,11 @@ def _choices(values: tuple[str, ...]) -> str:
     return ", ".join(values)
 
 
+def _shown(value: str) -> str:
+    """``repr(value)``, cut short: a 5,000-character size would drown its own error."""
+    return repr(value) if len(value) <= 40 else f"{value[:32]!r}… ({len(value)} characters)"
+
+
 def validate_fields(
     model: str,
     *,
@@ -143,16 +148,16 @@ def validate_fields(
         return
     if size is not None and spec.sizes and size not in spec.sizes:
         raise RequestValidationError(
-            f"size {size!r} is not offered by {model}; choose one of {_choices(spec.sizes)}"
+            f"size {_shown(size)} is not offered by {model}; choose one of {_choices(spec.sizes)}"
         )
     if aspect_ratio is not None and aspect_ratio not in spec.aspect_ratios:
         raise RequestValidationError(
-            f"aspect_ratio {aspect_ratio!r} is not offered by {model}; "
+            f"aspect_ratio {_shown(aspect_ratio)} is not offered by {model}; "
             f"choose one of {_choices(spec.aspect_ratios)}"
         )
     if quality is not None and spec.qualities and quality not in spec.qualities:
         raise RequestValidationError(
-            f"quality {quality!r} is not offered by {model}; "
+            f"quality {_shown(quality)} is not offered by {model}; "
             f"choose one of {_choices(spec.qualities)}"
         )
     if image_count > spec.max_images:
@@ -164,7 +169,8 @@ def validate_fields(
 def _ratio(aspect_ratio: str) -> tuple[int, int]:
     if aspect_ratio not in ALL_ASPECT_RATIOS:
         raise RequestValidationError(
-            f"aspect_ratio {aspect_ratio!r} is unknown; choose one of {_choices(ALL_ASPECT_RATIOS)}"
+            f"aspect_ratio {_shown(aspect_ratio)} is unknown; "
+            f"choose one of {_choices(ALL_ASPECT_RATIOS)}"
         )
     w, h = aspect_ratio.split(":")
     return int(w), int(h)
@@ -185,7 +191,8 @@ def resolve_pixels(size: str, aspect_ratio: str = "1:1") -> tuple[int, int]:
         long_side = SIZE_TIERS[size]
     except KeyError:
         raise RequestValidationError(
-            f"size {size!r} is not a resolution tier; choose one of {_choices(tuple(SIZE_TIERS))}"
+            f"size {_shown(size)} is not a resolution tier; "
+            f"choose one of {_choices(tuple(SIZE_TIERS))}"
         ) from None
     w, h = _ratio(aspect_ratio)
     short = max(
@@ -211,13 +218,15 @@ def parse_pixel_size(value: str) -> tuple[str, str] | None:
     match = _PIXELS.match(value)
     if match is None:
         return None
-    width, height = int(match[1]), int(match[2])
-    for tier in SIZE_TIERS:
-        for ratio in ALL_ASPECT_RATIOS:
-            if resolve_pixels(tier, ratio) == (width, height):
-                return tier, ratio
+    # No tier is wider than 5 digits; int() of thousands of digits is refused by Python anyway.
+    if len(match[1]) <= 5 and len(match[2]) <= 5:
+        width, height = int(match[1]), int(match[2])
+        for tier in SIZE_TIERS:
+            for ratio in ALL_ASPECT_RATIOS:
+                if resolve_pixels(tier, ratio) == (width, height):
+                    return tier, ratio
     raise RequestValidationError(
-        f"size {value!r} is no tier at a known aspect ratio; use a tier "
+        f"size {_shown(value)} is no tier at a known aspect ratio; use a tier "
         f"({_choices(tuple(SIZE_TIERS))}) with aspect_ratio, or pixels such as 1024x1024, "
         "2048x1152 (2K at 16:9)"
     )

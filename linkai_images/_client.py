@@ -193,6 +193,7 @@ class AsyncImageClient:
                 "User-Agent": USER_AGENT,
             },
             self._timeout,
+            secret=self._api_key,
         )
         # fast_acquire: no extra trip through the event loop when a slot is
         # free; the request that follows yields to the loop anyway.
@@ -290,11 +291,19 @@ class AsyncImageClient:
 
     async def _send_direct(self, request: httpx.Request) -> httpx.Response:
         response = await self._transport.handle_async_request(request)
-        response.request = request
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
         try:
-            await response.aread()
+            # The raw body is read to its end here and decoded after, in one sync
+            # step: a decoding error (a bad gzip body) raised mid-way through httpx's
+            # aread() leaves its chain of async generators half-run, which trio
+            # reports as ResourceWarnings when they are collected.
+            raw = b"".join([chunk async for chunk in stream])
         finally:
-            await response.aclose()
+            await stream.aclose()
+        response.stream = httpx.ByteStream(raw)
+        response.request = request
+        response.read()
         return response
 
     async def _send_via_client(self, request: httpx.Request) -> httpx.Response:
@@ -470,16 +479,19 @@ class AsyncImageClient:
     ) -> ImageResponse:
         images = []
         for item in result.body["data"]:
-            if not isinstance(item, dict) or not (item.get("url") or item.get("b64_json")):
+            url = item.get("url") if isinstance(item, dict) else None
+            b64_json = item.get("b64_json") if isinstance(item, dict) else None
+            if not (isinstance(url, str) and url) and not (isinstance(b64_json, str) and b64_json):
                 raise APIResponseValidationError(
-                    f"an item of 'data' has neither 'url' nor 'b64_json': {item!r:.200}",
+                    "an item of 'data' has no 'url' or 'b64_json' string: "
+                    f"{self._endpoint.redact(_short_repr(item))}",
                     body=result.body,
                     attempts=attempts,
                 )
             images.append(
                 GeneratedImage(
-                    url=_opt_str(item.get("url")),
-                    b64_json=_opt_str(item.get("b64_json")),
+                    url=_opt_str(url),
+                    b64_json=_opt_str(b64_json),
                     revised_prompt=_opt_str(item.get("revised_prompt")),
                     store=self._store(),
                 )
@@ -705,6 +717,15 @@ class AsyncImageClient:
         from ._batch.plan import plan_batch
 
         return await plan_batch(self, requests, prices=prices, checkpoint=checkpoint)
+
+
+def _short_repr(value: object) -> str:
+    """The repr of a decoded JSON value, cut to 200 characters."""
+    try:
+        text = repr(value)
+    except RecursionError:  # nesting as deep as the JSON decoder allows
+        text = f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _opt_str(value: object) -> str | None:

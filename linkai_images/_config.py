@@ -21,6 +21,7 @@ __all__ = [
     "USER_AGENT",
     "mask_secret",
     "mask_url",
+    "redact_secret",
     "resolve_api_key",
     "resolve_base_url",
     "resolve_limiter_url",
@@ -123,3 +124,15 @@ def to_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
 def mask_secret(secret: str) -> str:
     """A key shown as its first four characters and stars, for reprs."""
     return f"{secret[:4]}****" if len(secret) > 8 else "****"
+
+
+def redact_secret(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` shown as ``mask_secret(secret)``.
+
+    For text the SDK repeats from a server or a transport (an error message
+    that echoes the key), before it reaches an exception, a log line, a
+    checkpoint or the terminal.
+    """
+    if not secret or secret not in text:
+        return text
+    return text.replace(secret, mask_secret(secret))

@@ -24,8 +24,11 @@ The tree::
     ├── LimiterError                                 the shared rate limiter (Redis) is unusable
     └── BatchError                                   a batch had failures; carries every result
 
-Third-party exceptions (httpx, json) never escape: they are mapped at one
-boundary (``_http.py``) and chained with ``raise ... from exc``.
+Third-party exceptions (httpx, aiohttp, json, a ``RecursionError`` from JSON
+nested too deep) never escape: they are mapped at one boundary
+(``_http/endpoint.py``) and chained with ``raise ... from exc``. Text the server
+sent reaches these errors only through that boundary, which masks the API key
+in it.
 """
 
 from __future__ import annotations

@@ -6,9 +6,20 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from linkai_images import AsyncImageClient, set_testing
 from linkai_images.testing import FakeLinkAI, FakeServer
+
+#: The fuzz tests' profile (``settings(settings.get_profile("fuzz"))``): 1,000 examples
+#: each, here and in CI; no deadline, since a loopback round trip on a loaded machine is
+#: not the code under test; one fixture (a server, a fake) serves every example.
+settings.register_profile(
+    "fuzz",
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 BACKENDS = [
     pytest.param(("asyncio", {}), id="asyncio"),

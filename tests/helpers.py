@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -13,3 +15,61 @@ async def wait_until(condition: Callable[[], bool]) -> None:
         # The fake's counters move in its server thread: there is no event to wait on.
         while not condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
+
+
+class RawOrigin:
+    """A loopback server that reads one request per connection, answers ``reply``, closes."""
+
+    def __init__(self) -> None:
+        self.reply = b""
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                try:
+                    self._read_request(connection)
+                    connection.sendall(self.reply)
+                    connection.shutdown(socket.SHUT_WR)
+                    while connection.recv(65536):  # let the client close first: no RST
+                        pass
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _read_request(connection: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return
+            body += chunk

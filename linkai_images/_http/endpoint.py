@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import httpx
 
+from .._config import mask_secret, redact_secret
 from .._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -70,6 +71,22 @@ class ParsedErrorBody:
     body: object
 
 
+class _NotJSON(Exception):
+    """The body is not JSON this SDK can decode."""
+
+
+def _loads(content: bytes) -> Any:
+    """``json.loads`` whose every failure is ``_NotJSON``.
+
+    Nesting deeper than the interpreter's recursion limit (``[`` 2,000 times)
+    is JSON no API sends; json raises ``RecursionError`` for it, not ``ValueError``.
+    """
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise _NotJSON(str(exc)) from exc
+
+
 def _snippet(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _MAX_SNIPPET else text[: _MAX_SNIPPET - 1] + "…"
@@ -89,8 +106,8 @@ def parse_error_body(status_code: int, content: bytes, content_type: str = "") -
     if not content.strip():
         return ParsedErrorBody(f"HTTP {status_code} {phrase} with an empty body", None, None)
     try:
-        decoded = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+        decoded = _loads(content)
+    except _NotJSON:
         decoded = None
     else:
         if isinstance(decoded, dict):
@@ -139,17 +156,24 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
+        try:
+            seconds = when.timestamp() - (time.time() if now is None else now)
+        except (OverflowError, OSError, ValueError):  # a year the platform's clock cannot hold
+            return None
     if seconds != seconds or seconds == float("inf"):  # NaN or infinite: not a usable wait
         return None
     return max(0.0, seconds)
 
 
-def _connection_error(exc: httpx.HTTPError, request: httpx.Request) -> APIConnectionError:
+def _connection_error(
+    exc: httpx.HTTPError, request: httpx.Request, redact: Callable[[str], str]
+) -> APIConnectionError:
+    # The transport's text may quote what the server sent (a bad status line, a header).
+    detail = redact(str(exc) or type(exc).__name__)
     sent = not isinstance(exc, _NEVER_SENT)
     if isinstance(exc, httpx.TimeoutException):
         phase = {
@@ -159,29 +183,35 @@ def _connection_error(exc: httpx.HTTPError, request: httpx.Request) -> APIConnec
             httpx.ReadTimeout: "waiting for the answer",
         }.get(type(exc), "talking to the API")
         return APITimeoutError(
-            f"timed out {phase} ({request.url.host}): {exc or type(exc).__name__}",
+            f"timed out {phase} ({request.url.host}): {detail}",
             request=request,
             request_sent=sent,
         )
     where = "before the request was sent" if not sent else "after the request may have been sent"
     return APIConnectionError(
-        f"connection to {request.url.host} failed {where}: {type(exc).__name__}: {exc}",
+        f"connection to {request.url.host} failed {where}: {type(exc).__name__}: {detail}",
         request=request,
         request_sent=sent,
     )
 
 
-def _status_error(response: httpx.Response, content: bytes) -> APIStatusError:
-    parsed = parse_error_body(
-        response.status_code, content, response.headers.get("content-type", "")
-    )
-    cls = status_error_class(response.status_code)
-    return cls(
-        parsed.message,
+def _status_error(response: httpx.Response, content: bytes, endpoint: Endpoint) -> APIStatusError:
+    code = response.status_code
+    headers = response.headers
+    parsed = parse_error_body(code, endpoint.redact_bytes(content), headers.get("content-type", ""))
+    message = endpoint.redact(parsed.message)
+    if code < 400:  # 1xx, 3xx: a status this API never answers
+        location = headers.get("location")
+        where = f" (a redirect to {endpoint.redact(location)!r}, not followed)" if location else ""
+        message = f"the API answered HTTP {code} {_reason(code)}{where}, not an answer of this API"
+        if content.strip():
+            message += f": {_snippet(endpoint.redact(content.decode('utf-8', 'replace')))}"
+    return status_error_class(code)(
+        message,
         response=response,
         body=parsed.body,
         type=parsed.type,
-        retry_after=parse_retry_after(response.headers.get("retry-after")),
+        retry_after=parse_retry_after(headers.get("retry-after")),
     )
 
 
@@ -236,14 +266,39 @@ class Endpoint:
     url: httpx.URL
     headers: httpx.Headers
     timeout: dict[str, float | None]  # httpx's ``Timeout.as_dict()``, shared, never changed
+    secret: str = attrs.field(default="", repr=False)
 
     @classmethod
-    def build(cls, url: httpx.URL, headers: Mapping[str, str], timeout: httpx.Timeout) -> Endpoint:
-        """The endpoint at ``url`` sending ``headers``, with ``timeout`` per attempt."""
+    def build(
+        cls,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        timeout: httpx.Timeout,
+        *,
+        secret: str = "",
+    ) -> Endpoint:
+        """The endpoint at ``url`` sending ``headers``, with ``timeout`` per attempt.
+
+        ``secret`` (the API key) is masked in every error text built from what
+        the server or the transport said.
+        """
         prepared = httpx.Headers(
             {"Host": url.netloc.decode("ascii"), "Accept-Encoding": "gzip, deflate", **headers}
         )
-        return cls(url, prepared, timeout.as_dict())
+        return cls(url, prepared, timeout.as_dict(), secret)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key masked, for text that came from the server."""
+        return redact_secret(text, self.secret)
+
+    def redact_bytes(self, content: bytes) -> bytes:
+        """``content`` with the API key masked, before it is decoded into an error."""
+        if not self.secret:
+            return content
+        secret = self.secret.encode("utf-8", "replace")
+        if secret not in content:
+            return content
+        return content.replace(secret, mask_secret(self.secret).encode())
 
     def request(self, body: bytes) -> httpx.Request:
         """A POST of ``body``, as ``httpx.Request(content=body)`` would build it.
@@ -278,33 +333,45 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
         try:
             response = await send(request)
         except httpx.HTTPError as exc:
-            raise _connection_error(exc, request) from exc
-        return _result(response)
+            raise _connection_error(exc, request, endpoint.redact) from exc
+        return _result(response, endpoint)
     except LinkAIError:
         request.read()  # the error carries the request: make its body readable there
         raise
 
 
-def _result(response: httpx.Response) -> GenerationResult:
+def _redacted_json(content: bytes, decoded: object, endpoint: Endpoint) -> object:
+    """``decoded`` again from ``content`` with the API key masked, if the key is in it."""
+    redacted = endpoint.redact_bytes(content)
+    if redacted is content:
+        return decoded
+    try:
+        return _loads(redacted)
+    except _NotJSON:  # the key was part of a number or a name: keep the text
+        return redacted.decode("utf-8", "replace")
+
+
+def _result(response: httpx.Response, endpoint: Endpoint) -> GenerationResult:
     """The decoded success body of ``response``, or the error it stands for."""
     content = response.content
-    if response.status_code >= 400:
-        raise _status_error(response, content)
+    code = response.status_code
+    if not 200 <= code < 300:
+        raise _status_error(response, content, endpoint)
     try:
-        decoded = json.loads(content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        decoded = _loads(content)
+    except _NotJSON as exc:
+        text = endpoint.redact(content.decode("utf-8", "replace"))
         raise APIResponseValidationError(
-            f"the API answered {response.status_code} with a body that is not JSON: "
-            f"{_snippet(content.decode('utf-8', 'replace')) or '(empty)'}",
+            f"the API answered {code} with a body that is not JSON: {_snippet(text) or '(empty)'}",
             response=response,
-            body=content.decode("utf-8", "replace"),
+            body=text,
         ) from exc
     if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
+        text = endpoint.redact(content.decode("utf-8", "replace"))
         raise APIResponseValidationError(
-            f"the API answered {response.status_code} without a 'data' list: "
-            f"{_snippet(json.dumps(decoded, ensure_ascii=False))}",
+            f"the API answered {code} without a 'data' list: {_snippet(text)}",
             response=response,
-            body=decoded,
+            body=_redacted_json(content, decoded, endpoint),
         )
     headers = response.headers
     request_id = next(

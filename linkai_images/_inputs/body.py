@@ -32,8 +32,35 @@ _OWN_FIELDS = frozenset(
 
 
 def _check_str(name: str, value: object) -> None:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        return
+    if not isinstance(value, str):
         raise RequestValidationError(f"{name} must be a string, not {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a bad decode
+            raise RequestValidationError(
+                f"{name} has {value[exc.start]!r} at position {exc.start}, a lone surrogate "
+                "that UTF-8 cannot encode; it usually comes from text decoded with "
+                "errors='surrogateescape': decode the text as UTF-8 first"
+            ) from None
+
+
+def _check_extra_body(extra_body: object) -> None:
+    if not isinstance(extra_body, Mapping):
+        raise RequestValidationError(f"extra_body must be a dict, not {type(extra_body).__name__}")
+    clash = sorted(_OWN_FIELDS & set(extra_body))
+    if clash:
+        raise RequestValidationError(
+            f"extra_body repeats {', '.join(clash)}; pass them as arguments instead"
+        )
+    try:
+        _JSON.encode(dict(extra_body)).encode()
+    except RecursionError:
+        raise RequestValidationError("extra_body is nested too deeply to send as JSON") from None
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError included: a lone surrogate
+        raise RequestValidationError(f"extra_body cannot be sent as JSON: {exc}") from None
 
 
 def check_request(
@@ -76,15 +103,7 @@ def check_request(
             f"choose one of {', '.join(RESPONSE_FORMATS)}"
         )
     if request.extra_body is not None:
-        if not isinstance(request.extra_body, Mapping):
-            raise RequestValidationError(
-                f"extra_body must be a dict, not {type(request.extra_body).__name__}"
-            )
-        clash = sorted(_OWN_FIELDS & set(request.extra_body))
-        if clash:
-            raise RequestValidationError(
-                f"extra_body repeats {', '.join(clash)}; pass them as arguments instead"
-            )
+        _check_extra_body(request.extra_body)
     validate_fields(
         model,
         size=size,
@@ -114,8 +133,9 @@ async def encode_body(request: ImageRequest, *, max_image_bytes: int) -> bytes:
         body.update(request.extra_body)
     try:
         head = _JSON.encode(body).encode()
-    except (TypeError, ValueError) as exc:
-        raise RequestValidationError(f"extra_body is not JSON-serialisable: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        # check_request has cleared every field: only an extra_body changed since can fail
+        raise RequestValidationError(f"the request cannot be sent as JSON: {exc}") from exc
     if not request.images:
         return head
     encoded = await encode_image_inputs(request.images, max_bytes=max_image_bytes)
