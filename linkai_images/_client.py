@@ -38,8 +38,12 @@ from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
 from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
 from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
+from ._telemetry import CallTrace, Telemetry
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from ._batch.engine import BatchIterator, CheckpointPath, RequestSource
     from ._batch.plan import BatchPlan
     from ._batch.prices import PriceArg
@@ -109,6 +113,12 @@ class AsyncImageClient:
             own; the caller keeps ownership (it is not closed by ``aclose``).
         transport: an httpx transport for the client's own pool (e.g. the
             in-process fake of ``linkai_images.testing``).
+        capture_prompts: put prompts (and error messages, which may quote
+            them) on OpenTelemetry spans; off by default.
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for this
+            client's spans; default the global one (see docs/observability.md).
+        meter_provider: an OpenTelemetry ``MeterProvider`` for this client's
+            metrics; default the global one.
 
     Raises:
         LinkAIError: no API key was given or found in the environment, or the
@@ -137,6 +147,9 @@ class AsyncImageClient:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        capture_prompts: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
@@ -198,6 +211,14 @@ class AsyncImageClient:
         # fast_acquire: no extra trip through the event loop when a slot is
         # free; the request that follows yields to the loop anyway.
         self._limiter = anyio.Semaphore(max_concurrency, fast_acquire=True)
+        self._telemetry = Telemetry(
+            base_url=self._base_url,
+            endpoint=self._endpoint.url,
+            capture_prompts=capture_prompts,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            budget=self.retry_budget,
+        )
         self._state = _State.OPEN
         self._downloader: ImageStore | None = None
 
@@ -385,6 +406,22 @@ class AsyncImageClient:
         """Send a request already passed through ``check``."""
         self._ensure_open()
         started = time.monotonic()
+        telemetry = self._telemetry
+        # Off (the usual case): one comparison, see Telemetry.next_check.
+        if telemetry.next_check <= started and telemetry.enabled(started):
+            with telemetry.call(request) as trace:
+                response = await self._send_request(request, on_retry, started, trace)
+                trace.succeeded(response)
+            return response
+        return await self._send_request(request, on_retry, started, None)
+
+    async def _send_request(
+        self,
+        request: ImageRequest,
+        on_retry: RetryHook | None,
+        started: float,
+        trace: CallTrace | None,
+    ) -> ImageResponse:
         body = await encode_body(request, max_image_bytes=self.max_image_bytes)
         attempts = 0
         paced = 0.0  # seconds spent waiting for the pacer: kept out of every deadline
@@ -397,6 +434,10 @@ class AsyncImageClient:
             pacer = self._pacer
             if pacer is None:
                 try:
+                    if trace is not None:  # the attempt's span, the wait for its slot
+                        return await trace.attempt(
+                            self._limiter, lambda: post_generation(self._send, self._endpoint, body)
+                        )
                     async with self._limiter:
                         return await post_generation(self._send, self._endpoint, body)
                 except APIStatusError as exc:
@@ -406,6 +447,7 @@ class AsyncImageClient:
             if deadline is None:
                 ticket = await pacer.start(request.model)
                 paced += ticket.waited
+                waited = ticket.waited
             else:
                 # The deadline stands still while the call waits for its turn.
                 due, deadline.deadline = deadline.deadline, math.inf
@@ -416,13 +458,16 @@ class AsyncImageClient:
                     waited = anyio.current_time() - begun
                     paced += waited
                     deadline.deadline = due + waited
-            return await self._paced_attempt(pacer, ticket, body)
+            if trace is not None:
+                trace.paced(waited)
+            return await self._paced_attempt(pacer, ticket, body, trace)
 
+        hook = self._retry_hook(on_retry)
         call = call_with_retries(
             attempt,
             self.retry_policy,
             budget=self.retry_budget,
-            on_retry=self._retry_hook(on_retry),
+            on_retry=hook if trace is None else trace.retry_hook(hook),
             model=request.model,
             prompt=request.prompt,
             paused=lambda: paced,
@@ -442,11 +487,18 @@ class AsyncImageClient:
         elapsed = time.monotonic() - started
         return self._response(result, request, attempts, elapsed)
 
-    async def _paced_attempt(self, pacer: Pacer, ticket: Ticket, body: bytes) -> GenerationResult:
+    async def _paced_attempt(
+        self, pacer: Pacer, ticket: Ticket, body: bytes, trace: CallTrace | None
+    ) -> GenerationResult:
         """One attempt the pacer let through; it hears how the attempt ended."""
         try:
-            async with self._limiter:
-                result = await post_generation(self._send, self._endpoint, body)
+            if trace is None:
+                async with self._limiter:
+                    result = await post_generation(self._send, self._endpoint, body)
+            else:
+                result = await trace.attempt(
+                    self._limiter, lambda: post_generation(self._send, self._endpoint, body)
+                )
         except BaseException as exc:
             pacer.finish(ticket, exc)
             raise

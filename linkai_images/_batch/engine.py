@@ -26,6 +26,7 @@ already in flight settle on their own.
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import os
 from collections.abc import (
@@ -52,6 +53,7 @@ from .._exceptions import (
     RequestValidationError,
 )
 from .._models import BatchItem, BatchResults, ImageRequest, ImageResponse, ImageStore, RequestLike
+from .._telemetry import BatchTrace, Telemetry
 from .checkpoint import (
     Checkpoint,
     failure_record,
@@ -87,6 +89,9 @@ class BatchClient(Protocol):
 
     @property
     def max_concurrency(self) -> int: ...
+
+    @property
+    def _telemetry(self) -> Telemetry: ...
 
     def check(self, request: ImageRequest) -> ImageRequest: ...
 
@@ -229,6 +234,8 @@ class _Engine:
         checkpoint: CheckpointPath,
         prices: PriceArg = None,
         max_cost: float | None = None,
+        operation: str,
+        size: int | None,
     ) -> None:
         self.client = client
         self.source = source
@@ -241,6 +248,10 @@ class _Engine:
         self._abort: AuthenticationError | InsufficientCreditsError | None = None
         self._cap_args = (prices, max_cost) if max_cost is not None else None
         self.cap: CostCap | None = None
+        self._operation = operation
+        self._size = size
+        self._trace: BatchTrace | None = None
+        self._traced = False
 
     async def open_checkpoint(self) -> None:
         if self._cap_args is not None:
@@ -257,14 +268,21 @@ class _Engine:
         """
         await self.open_checkpoint()
         checkpoint = self._checkpoint
-        async with anyio.create_task_group() as tg:
-            if checkpoint is not None:
-                await tg.start(checkpoint.run_writer)
-            async with anyio.create_task_group() as workers:
-                for _ in range(self._workers):
-                    workers.start_soon(self._work, sink, stop)
-            if checkpoint is not None:
-                checkpoint.finish()
+        if not self._traced:  # the batch's span opens with its first request
+            self._traced = True
+            self._trace = self.client._telemetry.batch(
+                self._operation, concurrency=self.concurrency, size=self._size
+            )
+        with contextlib.nullcontext() if self._trace is None else self._trace.current():
+            # The workers start in the batch's span: each call's span is its child.
+            async with anyio.create_task_group() as tg:
+                if checkpoint is not None:
+                    await tg.start(checkpoint.run_writer)
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._workers):
+                        workers.start_soon(self._work, sink, stop)
+                if checkpoint is not None:
+                    checkpoint.finish()
 
     async def run(self, sink: _Sink) -> None:
         """Settle every request of the input, then release the checkpoint and the bar."""
@@ -275,6 +293,8 @@ class _Engine:
 
     async def aclose(self) -> None:
         """Write out and release the checkpoint, close the progress bar. Idempotent."""
+        if self._trace is not None:
+            self._trace.end()
         try:
             if self._checkpoint is not None:
                 await self._checkpoint.aclose()
@@ -284,6 +304,8 @@ class _Engine:
 
     def close_now(self) -> None:
         """``aclose`` without the event loop, for an iterator dropped unfinished."""
+        if self._trace is not None:
+            self._trace.end()
         try:
             if self._checkpoint is not None:
                 self._checkpoint.close_now()
@@ -292,9 +314,12 @@ class _Engine:
                 self._tracker.close()
 
     async def _work(self, sink: _Sink, stop: Callable[[], bool] | None) -> None:
-        pull, settle = self.source.pull, self._settle
+        pull, settle, trace = self.source.pull, self._settle, self._trace
         while not (stop is not None and stop()) and (pulled := await pull()) is not None:
-            pending = sink(await settle(*pulled))
+            item = await settle(*pulled)
+            if trace is not None:
+                trace.count(item)
+            pending = sink(item)
             if pending is not None:
                 await pending
 
@@ -318,6 +343,8 @@ class _Engine:
             record = checkpoint.take(fp) if fp is not None else None
             if record is not None:
                 response = response_from_record(record, self.client._store())
+                if self._trace is not None:
+                    self._trace.restored += 1
                 if tracker is not None:
                     tracker.on_skipped(index, response)
                 await anyio.lowlevel.checkpoint()
@@ -443,6 +470,8 @@ async def generate_many(
         checked=True,
         tracker=make_tracker(progress, len(checked)),
         checkpoint=checkpoint,
+        operation="generate_many",
+        size=len(checked),
     )
     engine.cap = cap
     await engine.run(store)
@@ -630,5 +659,7 @@ def as_completed(
         checkpoint=checkpoint,
         prices=prices,
         max_cost=max_cost,
+        operation="as_completed",
+        size=total,
     )
     return BatchIterator(engine)
