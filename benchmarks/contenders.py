@@ -172,6 +172,11 @@ async def _streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
 
 FACTORIES = {
     "linkai": _ours,
+    # The otel case: our client before telemetry, without the API, without a provider, recording.
+    "before": _ours,
+    "otel-absent": _ours,
+    "otel-off": _ours,
+    "otel-on": _ours,
     "transport": _transport,
     "linkai-trio": _ours,
     "httpx": _httpx,
@@ -283,8 +288,26 @@ async def _rss(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _telemetry_setup(spec: dict[str, Any]) -> None:
+    """The ``otel`` case's variants: which package is imported, and what OpenTelemetry has."""
+    if "root" in spec:  # another checkout of the package (the baseline before telemetry)
+        sys.path.insert(0, spec["root"])
+    otel = spec.get("otel")
+    if otel == "absent":  # as if the otel extra were not installed
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]
+    elif otel == "on":  # the SDK recording everything, exporting nothing
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+
+        trace.set_tracer_provider(TracerProvider())
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
 def worker(spec: dict[str, Any]) -> None:
     """Child process: run one measurement and print it as one JSON line."""
+    _telemetry_setup(spec)
     measure = _rss if spec["mode"] == "rss" else _measure
     if spec["contender"] == "linkai-trio":
         import anyio

@@ -11,7 +11,11 @@ Cases (all by default):
 - ``wide``: 1,000 requests at once, 2 s each: failures (pool timeouts) and
   wall time against the ideal 2.0 s;
 - ``rss``: peak RSS growth of ``as_completed`` over 100,000 lazily generated
-  requests.
+  requests;
+- ``otel``: the cost of telemetry, client CPU per request at C=500: the
+  client before telemetry (``--baseline``, default the commit before
+  ``_telemetry.py`` came) against today's with ``opentelemetry`` not
+  importable, installed with no provider set, and recording with the SDK.
 
 The fake (``python -m linkai_images.testing serve``) runs in its own process
 and every measurement in a fresh one, pinned apart with ``taskset`` where
@@ -316,11 +320,93 @@ def case_rss(reps: int) -> list[str]:
     ]
 
 
+OTEL_CONTENDERS = ("before", "otel-absent", "otel-off", "otel-on")
+OTEL_REQUESTS = (5000, 500)
+#: The telemetry switched off may cost at most this much CPU per request.
+OTEL_LIMIT = 1.02
+
+
+def _baseline_tree(revision: str | None, into: Path) -> Path:
+    """The ``linkai_images`` package of ``revision`` extracted under ``into``."""
+    if revision is None:
+        added = subprocess.run(
+            ["git", "log", "--diff-filter=A", "--format=%H", "--", "linkai_images/_telemetry.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if not added:
+            raise RuntimeError("no commit adds linkai_images/_telemetry.py: pass --baseline")
+        revision = added[-1] + "^"
+    archive = subprocess.run(
+        ["git", "archive", revision, "linkai_images"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+#: The ``otel`` case's baseline revision (``--baseline``); ``None``: before ``_telemetry.py``.
+BASELINE: str | None = None
+
+
+def case_otel(reps: int) -> list[str]:
+    """Telemetry's CPU cost per request at C=500, off and on, against the client before it."""
+    import tempfile
+
+    requests, warmup = OTEL_REQUESTS
+    with tempfile.TemporaryDirectory() as tmp, fake_server(0.0) as base_url:
+        root = _baseline_tree(BASELINE, Path(tmp))
+        common = {"mode": "cpu", "base_url": base_url, "concurrency": 500}
+        specs = [
+            {**common, "contender": c, "requests": requests, "warmup": warmup}
+            for c in OTEL_CONTENDERS
+        ]
+        specs[0]["root"] = str(root)
+        for spec in specs[1:]:
+            spec["otel"] = spec["contender"].removeprefix("otel-")
+        results = _interleaved(specs, reps, "otel C=500")
+    before = _median(results["before"], "cpu_us")
+    # Ratios per repetition (each rep runs all contenders back to back), then the median.
+    ratios = {
+        c: statistics.median(
+            r["cpu_us"] / b["cpu_us"] for r, b in zip(results[c], results["before"], strict=True)
+        )
+        for c in OTEL_CONTENDERS
+    }
+    labels = {
+        "before": "before telemetry",
+        "otel-absent": "opentelemetry not installed",
+        "otel-off": "opentelemetry-api installed, no provider",
+        "otel-on": "SDK tracer and meter providers set (nothing exported)",
+    }
+    lines = [
+        f"Telemetry at C=500, zero latency: client CPU per request (median of {reps}, "
+        f"{requests:,} requests each):",
+        "",
+        "| client | us/request | / before (median of per-rep ratios) |",
+        "|---|---:|---:|",
+    ]
+    for c in OTEL_CONTENDERS:
+        lines.append(f"| {labels[c]} | {_median(results[c], 'cpu_us'):,.0f} | {ratios[c]:.3f} |")
+    lines += [
+        "",
+        "| target | measured | holds |",
+        "|---|---:|:---:|",
+        _target("no otel installed: CPU / before <= 1.02", ratios["otel-absent"], OTEL_LIMIT),
+        _target("no provider set: CPU / before <= 1.02", ratios["otel-off"], OTEL_LIMIT),
+        f"| (for reference) recording: CPU / before | {ratios['otel-on']:.2f} | |",
+        f"| (for reference) before, us/request | {before:,.0f} | |",
+    ]
+    return lines
+
+
 CASES: dict[str, Callable[[int], list[str]]] = {
     "cpu": case_cpu,
     "fanout": case_fanout,
     "wide": case_wide,
     "rss": case_rss,
+    "otel": case_otel,
 }
 
 
@@ -355,7 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("cases", nargs="*", metavar="case", help=f"of {', '.join(CASES)}")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per case (default 3)")
     parser.add_argument("--readme", action="store_true", help="write benchmarks/README.md")
+    parser.add_argument("--baseline", help="the otel case's client before telemetry (a git rev)")
     args = parser.parse_args(argv)
+    global BASELINE
+    BASELINE = args.baseline
     unknown = sorted(set(args.cases) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
