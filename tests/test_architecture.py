@@ -25,6 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"_config", "_catalog", "_display"}),
     frozenset({"_models", "_pacing"}),
     frozenset({"_retry", "_inputs"}),
+    frozenset({"_telemetry"}),
     frozenset({"_http"}),
     frozenset({"_outputs"}),
     frozenset({"_batch"}),
