@@ -262,6 +262,7 @@ async def test_a_batch_is_a_span_over_its_calls_with_counts_by_outcome(
         "linkai.batch.failed": 1,
         "linkai.batch.invalid": 0,
         "linkai.batch.aborted": 0,
+        "linkai.batch.over_budget": 0,
         "linkai.batch.from_checkpoint": 0,
     } == dict(batch.attributes or {})
 
@@ -319,6 +320,26 @@ async def test_metrics_record_duration_attempts_slots_and_the_retry_budget(
     assert 3 == wait.count
     [tokens] = recorded.points("linkai.client.retry_budget.tokens")
     assert budget.tokens == tokens.value
+
+
+async def test_the_wait_for_the_rate_limit_is_measured_per_attempt(
+    server: FakeServer, recorded: Recorded
+) -> None:
+    """With a rate limit, each attempt's wait for its turn is recorded in pacing.wait."""
+    async with AsyncImageClient(
+        server.fake.api_key,
+        base_url=server.base_url,
+        default_model="gpt-image-2",
+        rate_limit="1000/second",
+        tracer_provider=recorded.tracer_provider,
+        meter_provider=recorded.meter_provider,
+    ) as client:
+        await client.generate("a cat")
+        await client.generate("a dog")
+
+    [paced] = recorded.points("linkai.client.pacing.wait")
+    assert 2 == paced.count
+    assert 2 == len(recorded.spans("POST"))
 
 
 async def test_without_the_opentelemetry_api_the_client_records_nothing_and_works(
