@@ -135,10 +135,10 @@ class _Instruments:
         )
         self.budgets: weakref.WeakSet[Telemetry] = weakref.WeakSet()
         meter.create_observable_gauge(
-            "linkai.client.retry_budget.tokens",
+            "linkai.client.retry_budget.available",
             callbacks=[self._observe_budgets],
-            unit="{token}",
-            description="Tokens left in each client's retry budget.",
+            unit="{retry}",
+            description="Retries each client's retry budget allows now.",
         )
 
     def _observe_budgets(self, options: CallbackOptions) -> Iterator[Observation]:
@@ -147,7 +147,7 @@ class _Instruments:
         for telemetry in list(self.budgets):
             budget = telemetry.budget
             if budget is not None:
-                yield Observation(budget.tokens, telemetry.metric_attributes)
+                yield Observation(budget.available, telemetry.metric_attributes)
 
 
 # One set of instruments per meter provider: instruments are registered once per

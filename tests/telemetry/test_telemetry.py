@@ -290,7 +290,7 @@ async def test_metrics_record_duration_attempts_slots_and_the_retry_budget(
 ) -> None:
     """Durations by model and outcome, attempts by outcome, in-flight and queued back to zero."""
     server.fake.fail(Fault.status(503), times=1)
-    budget = RetryBudget(max_tokens=10.0, token_ratio=0.5)
+    budget = RetryBudget(retry_ratio=0.5, min_retries_per_second=1.0, window=10.0)
     async with AsyncImageClient(
         server.fake.api_key,
         base_url=server.base_url,
@@ -318,8 +318,8 @@ async def test_metrics_record_duration_attempts_slots_and_the_retry_budget(
     assert [0] == [point.value for point in recorded.points("linkai.client.queued_requests")]
     [wait] = recorded.points("linkai.client.limiter.wait")
     assert 3 == wait.count
-    [tokens] = recorded.points("linkai.client.retry_budget.tokens")
-    assert budget.tokens == tokens.value
+    [available] = recorded.points("linkai.client.retry_budget.available")
+    assert budget.available == available.value
 
 
 async def test_the_wait_for_the_rate_limit_is_measured_per_attempt(
