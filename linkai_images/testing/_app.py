@@ -436,6 +436,12 @@ class FakeLinkAI:
                 reply = error_reply(405, f"method {method} is not allowed; use POST", request_id)
             else:
                 reply = error_reply(404, f"no such endpoint: {path}", request_id)
+        elif fault is not None and fault.generated:
+            # Generated and billed as any request would be, then the answer is lost.
+            outcome = self._rules.check(headers, parsed, images)
+            if not isinstance(outcome, Rejection):
+                self._success(outcome, request_id, cdn_url)
+            reply = fault_reply(fault, request_id, delay)
         elif fault is not None:
             reply = fault_reply(fault, request_id, delay)
         elif refusal is not None:

@@ -52,7 +52,8 @@ class Fault:
     Build one with the class methods (:meth:`status`, :meth:`drop`,
     :meth:`hang`, :meth:`malformed_json`, :meth:`html_error`,
     :meth:`empty_error`) and hand it to :meth:`FakeLinkAI.fail` or
-    :meth:`FakeLinkAI.fail_randomly`. A faulted request spends no credits.
+    :meth:`FakeLinkAI.fail_randomly`. A faulted request spends no credits,
+    except ``Fault.drop(generated=True)``, which generates and bills first.
 
     Attributes:
         kind: which failure.
@@ -61,6 +62,8 @@ class Fault:
             sent as is, e.g. an HTTP date), or ``None`` for no header.
         seconds: how long a ``hang`` lasts before the connection is closed.
         message: the ``error.message`` of a ``status`` fault.
+        generated: for a ``drop``: the image was generated and billed before
+            the connection dropped, so the answer, not the charge, is lost.
     """
 
     kind: FaultKind
@@ -68,6 +71,7 @@ class Fault:
     retry_after: float | str | None = None
     seconds: float = 0.0
     message: str | None = None
+    generated: bool = False
 
     @classmethod
     def status(
@@ -90,17 +94,23 @@ class Fault:
         return cls(kind="status", status_code=status_code, retry_after=retry_after, message=message)
 
     @classmethod
-    def drop(cls) -> Fault:
+    def drop(cls, *, generated: bool = False) -> Fault:
         """Read the request, then close the connection without answering.
 
         The request has reached the platform: a client cannot know whether
         it was generated. Over the in-process transport this raises
         ``httpx.RemoteProtocolError``, as a real server disconnect does.
 
+        Args:
+            generated: ``False`` (the default): dropped before generating,
+                nothing is billed. ``True``: dropped after the answer was
+                ready, so the image is generated and billed (it counts in
+                ``images_generated``) but never reaches the client.
+
         Returns:
             The fault.
         """
-        return cls(kind="drop")
+        return cls(kind="drop", generated=generated)
 
     @classmethod
     def hang(cls, seconds: float = 3600.0) -> Fault:

@@ -13,6 +13,7 @@ import anyio
 import httpx
 import pytest
 
+from linkai_images import APIConnectionError, AsyncImageClient
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = pytest.mark.anyio
@@ -99,6 +100,36 @@ async def test_drop_closes_the_connection_without_an_answer(
     assert (None, Fault.drop()) == (dropped.status, dropped.fault)
     assert 0 == fake.in_flight
     assert 1 == fake.images_generated
+
+
+async def test_a_drop_after_generation_bills_the_image_the_client_never_gets(
+    client: httpx.AsyncClient, fake: FakeLinkAI
+) -> None:
+    """Fault.drop(generated=True): a disconnect, yet one image generated and one credit spent."""
+    fake.credits = 2
+    fake.fail(Fault.drop(generated=True))
+    with pytest.raises(httpx.RemoteProtocolError):
+        await generate(client)
+    assert (1, 1) == (fake.images_generated, fake.credits)
+    assert Fault.drop(generated=True) == fake.requests[0].fault
+    assert 0 == fake.in_flight
+
+
+async def test_the_sdk_does_not_resend_a_request_dropped_after_generation(
+    fake: FakeLinkAI,
+) -> None:
+    """Over the in-process transport too: one attempt, request_sent, one image billed."""
+    fake.fail(Fault.drop(generated=True))
+    async with AsyncImageClient(
+        fake.api_key,
+        base_url=fake.base_url,
+        transport=fake.transport(),
+        default_model="gpt-image-2",
+    ) as sdk:
+        with pytest.raises(APIConnectionError) as info:
+            await sdk.generate(PROMPT)
+    assert (True, 1) == (info.value.request_sent, info.value.attempts)
+    assert (1, 1) == (fake.attempts(PROMPT), fake.images_generated)
 
 
 async def test_hang_outlasts_the_client_timeout_and_does_not_block_stop(fake: FakeLinkAI) -> None:
