@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from linkai_images._cli.main import main
 from linkai_images._outputs.manifest import read_rows, shard_manifest_name, write_rows
 from linkai_images._outputs.pngtext import read_png_text
 from linkai_images.testing import FakeLinkAI, make_png
@@ -206,3 +211,38 @@ def test_max_cost_needs_prices_for_every_line(
     assert (1, 1, 0) == (no_prices[0], unpriced[0], linkai_fake.request_count)
     assert "--max-cost needs --prices FILE" in no_prices[2]
     assert "line 2 (gpt-image-2 at 4K)" in unpriced[2].split("no price in", 1)[1]
+
+
+def test_manifest_matches_the_files_through_kill_9_and_resumes(tmp_path: Path) -> None:
+    """SIGKILL three times mid-batch: every manifest line names an intact file; the end has all."""
+    fake = FakeLinkAI(latency=lambda rng: rng.uniform(0.05, 0.15), seed=5)
+    source = write_jsonl(tmp_path / "p.jsonl", *[f"lantern {i}" for i in range(40)])
+    out = tmp_path / "out"
+    with fake.serve() as server:
+        command = [sys.executable, "-m", "linkai_images", *batch_args(source, out, []),
+                   "--concurrency", "4", "--base-url", server.base_url]  # fmt: skip
+        env = {**os.environ, "LINKAI_API_KEY": fake.api_key}
+        killed_mid_run = []
+        for kill_after in (5, 15, 25):
+            child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+            try:
+                for _ in range(3000):  # a guard against a hung test, not a timing assertion
+                    if len(list(out.glob("*.png"))) >= kill_after or child.poll() is not None:
+                        break
+                    time.sleep(0.005)
+            finally:
+                killed_mid_run.append(child.poll() is None)
+                child.kill()
+                child.wait()
+            for row in read_rows(out / "metadata.jsonl"):  # a torn last line is skipped
+                data = (out / str(row["file_name"])).read_bytes()
+                assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        assert [True, True, True] == killed_mid_run
+        assert 0 == main([*command[3:], "--api-key", fake.api_key])
+    rows = manifest(out)
+    assert sorted(path.name for path in out.glob("*.png")) == [row["file_name"] for row in rows]
+    assert [f"lantern {i}" for i in range(40)] == [row["prompt"] for row in rows]
+    for row in rows:
+        assert (
+            hashlib.sha256((out / str(row["file_name"])).read_bytes()).hexdigest() == row["sha256"]
+        )
