@@ -26,6 +26,8 @@ on the second; interleaved, medians of ``--reps``:
   writing prebuilt bodies, no checks: the loopback bandwidth floor of this
   machine and server.
 
+Our client is made and warmed up by one call without images before the
+measurement (the transport chosen, aiohttp imported), as ``run.py`` does.
 Figures per run: peak RSS growth (``VmHWM`` after the run minus ``VmRSS``
 before it), client CPU (``getrusage``, user + system), wall time, and the
 event loop's lag: a task sleeps 1 ms at a time and records how late it
@@ -65,6 +67,8 @@ DISTINCT = 16
 ANSWER_MB = 20
 B64_CALLS = 3
 TICK = 0.001
+#: Contenders to run (``--only``); empty: all.
+ONLY: set[str] = set()
 BATCH_CONTENDERS = ("linkai", "linkai-trio", "before", "openai", "floor")
 B64_CONTENDERS = ("linkai", "linkai-trio", "before", "openai")
 
@@ -103,16 +107,23 @@ def _requests(spec: dict[str, Any]) -> list[tuple[str, str]]:
     return [(f"a fox, style {i}", images[i % len(images)]) for i in range(spec["requests"])]
 
 
-async def _linkai_batch(spec: dict[str, Any]) -> int:
+async def _linkai_client(spec: dict[str, Any]) -> Any:
+    """Our client, warmed up by one call without images (transport chosen, aiohttp imported)."""
     from linkai_images import AsyncImageClient
 
+    client = AsyncImageClient(
+        API_KEY, base_url=spec["base_url"], max_retries=0, max_concurrency=spec["concurrency"]
+    )
+    await client.generate("warm-up", model=MODEL)
+    return client
+
+
+async def _linkai_batch(spec: dict[str, Any], client: Any) -> int:
     requests = [
         {"prompt": prompt, "model": MODEL, "images": [path]} for prompt, path in _requests(spec)
     ]
-    async with AsyncImageClient(
-        API_KEY, base_url=spec["base_url"], max_retries=0, max_concurrency=spec["concurrency"]
-    ) as client:
-        results = await client.generate_many(requests, return_exceptions=True)
+    results = await client.generate_many(requests, return_exceptions=True)
+    await client.aclose()
     return sum(isinstance(r, BaseException) for r in results)
 
 
@@ -221,8 +232,9 @@ async def _b64_calls(spec: dict[str, Any]) -> int:
             answer = await client.images.generate(
                 model=MODEL, prompt=f"a fox {i}", response_format="b64_json"
             )
-            assert answer.data and answer.data[0].b64_json
+            assert answer.data
             text = answer.data[0].b64_json
+            assert text
             await anyio.to_thread.run_sync(base64.b64decode, text)
         await client.close()
         return 0
@@ -230,9 +242,7 @@ async def _b64_calls(spec: dict[str, Any]) -> int:
 
     async with AsyncImageClient(API_KEY, base_url=spec["base_url"], max_retries=0) as client:
         for i in range(B64_CALLS):
-            response = await client.generate(
-                f"a fox {i}", model=MODEL, response_format="b64_json"
-            )
+            response = await client.generate(f"a fox {i}", model=MODEL, response_format="b64_json")
             data = await response.data[0].read()
             assert len(data) == ANSWER_MB * 2**20
     return 0
@@ -251,7 +261,8 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         bodies = _floor_bodies(spec)
         job = lambda: _floor_batch(spec, bodies)  # noqa: E731
     else:
-        job = lambda: _linkai_batch(spec)  # noqa: E731
+        client = await _linkai_client(spec)
+        job = lambda: _linkai_batch(spec, client)  # noqa: E731
     lags: list[float] = []
     own: list[float] = []
     done = anyio.Event()
@@ -351,7 +362,7 @@ def _run_case(
     results: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for rep in range(reps):
         for contender in contenders:
-            if contender == "before" and not before:
+            if (contender == "before" and not before) or (ONLY and contender not in ONLY):
                 continue
             sdk = before if contender == "before" else str(ROOT)
             spec = {**base, "case": case, "contender": contender, "sdk": sdk}
@@ -360,7 +371,8 @@ def _run_case(
             print(
                 f"  [{case} {rep + 1}/{reps}] {contender:12s} rss +{result['rss_mb']:.0f} MB, "
                 f"cpu {result['cpu_s']:.2f} s, wall {result['wall_s']:.2f} s, lag max "
-                f"{result['lag_max_ms']:.1f} ms (own {result['lag_own_ms']:.1f}), failures {result['failures']}",
+                f"{result['lag_max_ms']:.1f} ms (own {result['lag_own_ms']:.1f}), "
+                f"failures {result['failures']}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -398,8 +410,7 @@ def case_batch(case: str, reps: int, before: str | None, images: list[str]) -> l
         results = _run_case(case, BATCH_CONTENDERS, {**base, "base_url": base_url}, reps, before)
     ideal = REQUESTS / CONCURRENCY * LATENCY
     encoded_mb = (IMAGE_MB * 2**20 + 2) // 3 * 4 / 1e6 * 1e6 / 2**20
-    ours = results["linkai"]
-    floor = _median(results["floor"], "wall_s")
+    floor = _median(results["floor"], "wall_s") if results.get("floor") else float("nan")
     title = (
         f"{REQUESTS} requests sharing one {IMAGE_MB} MiB PNG"
         if case == "shared"
@@ -415,7 +426,9 @@ def case_batch(case: str, reps: int, before: str | None, images: list[str]) -> l
         "|---|---:|:---:|",
     ]
     for name in ("linkai", "linkai-trio"):
-        runs = results[name]
+        runs = results.get(name)
+        if not runs:
+            continue
         rss, lag = _median(runs, "rss_mb"), _median(runs, "lag_max_ms")
         if case == "shared":
             wall, cpu = _median(runs, "wall_s"), _median(runs, "cpu_s")
@@ -433,7 +446,6 @@ def case_batch(case: str, reps: int, before: str | None, images: list[str]) -> l
                 f"= {limit:.0f} MB | {rss:.0f} MB | {_holds(rss <= limit)} |"
             )
         lines.append(f"| {name}: loop lag max <= 10 ms | {lag:.1f} ms | {_holds(lag <= 10)} |")
-    del ours
     return lines
 
 
@@ -451,6 +463,8 @@ def case_b64(reps: int, before: str | None) -> list[str]:
         "|---|---:|:---:|",
     ]
     for name in ("linkai", "linkai-trio"):
+        if not results.get(name):
+            continue
         lag = _median(results[name], "lag_max_ms")
         lines.append(f"| {name}: loop lag max <= 10 ms | {lag:.1f} ms | {_holds(lag <= 10)} |")
     return lines
@@ -468,6 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--before", help="a directory holding the SDK before the change")
     parser.add_argument("--images", default="/tmp/linkai-bench-images")
+    parser.add_argument("--only", help="comma-separated contenders to run (default all)")
     parser.add_argument("--readme", action="store_true", help="record in benchmarks/README.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -475,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker(json.loads(args.worker))
         return 0
     cases = args.cases or ["shared", "distinct", "b64"]
+    if args.only:
+        ONLY.update(args.only.split(","))
     images = make_images(Path(args.images), DISTINCT)
     started = time.perf_counter()
     sections: list[str] = []

@@ -34,6 +34,7 @@ from ._exceptions import (
 from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
 from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
+from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES, ImageCache
 from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
 from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
@@ -109,6 +110,10 @@ class AsyncImageClient:
         limiter_fallback: when Redis cannot be reached, pace in this process
             alone (with a warning) instead of failing with ``LimiterError``.
         max_image_bytes: the size cap of one local reference image.
+        image_cache_bytes: encoded reference images kept for reuse while no
+            request uses them, in bytes (least recently used dropped first).
+            Each distinct image is read and encoded once while it stays
+            cached or in use; ``0`` keeps an image only while requests use it.
         http_client: an ``httpx.AsyncClient`` to use instead of the client's
             own; the caller keeps ownership (it is not closed by ``aclose``).
         transport: an httpx transport for the client's own pool (e.g. the
@@ -145,6 +150,7 @@ class AsyncImageClient:
         limiter_prefix: str = DEFAULT_LIMITER_PREFIX,
         limiter_fallback: bool = False,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         capture_prompts: bool = False,
@@ -155,6 +161,8 @@ class AsyncImageClient:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
         if max_retries < 0:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries!r}")
+        if image_cache_bytes < 0:
+            raise ValueError(f"image_cache_bytes must be 0 or more, got {image_cache_bytes!r}")
         if deadline is not None and deadline <= 0:
             raise ValueError(f"deadline must be positive seconds, got {deadline!r}")
         if http_client is not None and transport is not None:
@@ -169,6 +177,7 @@ class AsyncImageClient:
         self.on_retry = on_retry
         self.max_concurrency = max_concurrency
         self.max_image_bytes = max_image_bytes
+        self._images = ImageCache(image_cache_bytes)
         self.rate_limit = rate_limit
         self.model_rate_limits = dict(model_rate_limits or {})
         self.adaptive_concurrency = adaptive_concurrency
@@ -422,7 +431,23 @@ class AsyncImageClient:
         started: float,
         trace: CallTrace | None,
     ) -> ImageResponse:
-        body = await encode_body(request, max_image_bytes=self.max_image_bytes)
+        encoded = await encode_body(
+            request, max_image_bytes=self.max_image_bytes, cache=self._images
+        )
+        try:
+            return await self._send_body(request, encoded.pieces, on_retry, started, trace)
+        finally:
+            encoded.release()
+
+    async def _send_body(
+        self,
+        request: ImageRequest,
+        body: tuple[bytes, ...],
+        on_retry: RetryHook | None,
+        started: float,
+        trace: CallTrace | None,
+    ) -> ImageResponse:
+        """Send an encoded body, with the client's retries and pacing."""
         attempts = 0
         paced = 0.0  # seconds spent waiting for the pacer: kept out of every deadline
         deadline: anyio.CancelScope | None = None
@@ -488,7 +513,7 @@ class AsyncImageClient:
         return self._response(result, request, attempts, elapsed)
 
     async def _paced_attempt(
-        self, pacer: Pacer, ticket: Ticket, body: bytes, trace: CallTrace | None
+        self, pacer: Pacer, ticket: Ticket, body: tuple[bytes, ...], trace: CallTrace | None
     ) -> GenerationResult:
         """One attempt the pacer let through; it hears how the attempt ended."""
         try:

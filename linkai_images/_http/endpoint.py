@@ -13,7 +13,7 @@ import html
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -25,10 +25,10 @@ from .._exceptions import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
-    LinkAIError,
     rate_limit_headers,
     status_error_class,
 )
+from .stream import BytesStream, PiecesStream, StreamedRequest
 
 __all__ = [
     "Endpoint",
@@ -215,38 +215,6 @@ def _status_error(response: httpx.Response, content: bytes, endpoint: Endpoint) 
     )
 
 
-class _BodyChunks:
-    """An async iterator over one bytes body that is not an async generator."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
-
-    def __aiter__(self) -> _BodyChunks:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._body is None:
-            raise StopAsyncIteration
-        body, self._body = self._body, None
-        return body
-
-
-class _Body(httpx.ByteStream):
-    """httpx's in-memory body, minus its async generator.
-
-    ``ByteStream.__aiter__`` is an async generator; when a request is cancelled
-    mid-send on trio it is left unfinished and garbage-collected with a
-    ``ResourceWarning`` (encode/httpx#3686). A plain iterator has nothing to finalize.
-    """
-
-    def __init__(self, body: bytes) -> None:
-        super().__init__(body)
-        self._body = body
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return _BodyChunks(self._body)
-
-
 #: Sends a request and returns the response with its body read.
 Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
 
@@ -300,25 +268,36 @@ class Endpoint:
             return content
         return content.replace(secret, mask_secret(self.secret).encode())
 
-    def request(self, body: bytes) -> httpx.Request:
+    def request(self, body: bytes | Sequence[bytes]) -> httpx.Request:
         """A POST of ``body``, as ``httpx.Request(content=body)`` would build it.
 
-        The body is not read into ``request.content`` (the transports take
-        it from the stream); the error paths read it before handing the
-        request to an exception, where a user may look at it.
+        ``body`` is bytes, or pieces sent one after another without being
+        joined (``stream.PiecesStream``). The body is not read into
+        ``request.content`` (the transports take it from the stream); it is
+        joined when someone reads that attribute (an error's request, say).
         """
-        request = httpx.Request(
+        if isinstance(body, bytes):
+            stream: httpx.SyncByteStream = BytesStream(body)
+            size = len(body)
+        elif len(body) == 1:
+            stream, size = BytesStream(body[0]), len(body[0])
+        else:
+            stream = pieces = PiecesStream(body)
+            size = pieces.size
+        request = StreamedRequest(
             "POST",
             self.url,
             headers=self.headers,  # copied by httpx.Request
-            stream=_Body(body),
+            stream=stream,
             extensions={"timeout": self.timeout},
         )
-        request.headers["Content-Length"] = str(len(body))
+        request.headers["Content-Length"] = str(size)
         return request
 
 
-async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> GenerationResult:
+async def post_generation(
+    send: Sender, endpoint: Endpoint, body: bytes | Sequence[bytes]
+) -> GenerationResult:
     """Send one attempt and return the decoded success body.
 
     Raises:
@@ -330,14 +309,10 @@ async def post_generation(send: Sender, endpoint: Endpoint, body: bytes) -> Gene
     """
     request = endpoint.request(body)
     try:
-        try:
-            response = await send(request)
-        except httpx.HTTPError as exc:
-            raise _connection_error(exc, request, endpoint.redact) from exc
-        return _result(response, endpoint)
-    except LinkAIError:
-        request.read()  # the error carries the request: make its body readable there
-        raise
+        response = await send(request)
+    except httpx.HTTPError as exc:
+        raise _connection_error(exc, request, endpoint.redact) from exc
+    return _result(response, endpoint)
 
 
 def _redacted_json(content: bytes, decoded: object, endpoint: Endpoint) -> object:

@@ -2,8 +2,12 @@
 
 Two steps, because a batch checks every request before it sends any:
 ``check_request`` is cheap and synchronous (catalog rules, argument types,
-that reference files exist); ``encode_body`` reads and encodes reference
-images off the event loop and returns the bytes to POST, which retries reuse.
+that reference files exist); ``encode_body`` gets the reference images from
+the client's ``ImageCache`` (reading and encoding each distinct one once, off
+the event loop) and returns the body as pieces: the JSON around the images,
+and each image's encoded bytes, shared with every other request that uses
+it. The transports write the pieces one after the other (``_http/stream.py``);
+no request holds a concatenated copy, and retries reuse the same pieces.
 """
 
 from __future__ import annotations
@@ -12,16 +16,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import anyio
 import attrs
 
 from .._catalog import parse_pixel_size, validate_fields
 from .._exceptions import RequestValidationError
 from .._models import ImageRequest
-from .b64 import join_ascii_sliced
-from .images import check_image_inputs, encode_image_inputs
+from .cache import CachedImage, ImageCache
+from .images import check_image_inputs, image_sources
 
-__all__ = ["RESPONSE_FORMATS", "check_request", "encode_body"]
+__all__ = ["RESPONSE_FORMATS", "EncodedBody", "check_request", "encode_body"]
 
 RESPONSE_FORMATS = ("url", "b64_json")
 #: Compact JSON, UTF-8 left as is; one encoder, not one per call as json.dumps makes.
@@ -117,8 +120,40 @@ def check_request(
     return attrs.evolve(request, model=model, size=size, aspect_ratio=aspect_ratio)
 
 
-async def encode_body(request: ImageRequest, *, max_image_bytes: int) -> bytes:
-    """The JSON body of a checked request: ``None`` fields left out, images encoded.
+class EncodedBody:
+    """A request body as pieces, some of them images shared through the cache.
+
+    ``release()`` once the call is over (retries included): the images are
+    then no longer in use by this request.
+    """
+
+    __slots__ = ("_cache", "_images", "pieces")
+
+    def __init__(
+        self,
+        pieces: tuple[bytes, ...],
+        cache: ImageCache | None = None,
+        images: tuple[CachedImage, ...] = (),
+    ) -> None:
+        self.pieces = pieces
+        self._cache = cache
+        self._images = images
+
+    def __len__(self) -> int:
+        return sum(len(piece) for piece in self.pieces)
+
+    def release(self) -> None:
+        """Hand the images back to the cache; idempotent."""
+        images, self._images = self._images, ()
+        if self._cache is not None:
+            for image in images:
+                self._cache.release(image)
+
+
+async def encode_body(
+    request: ImageRequest, *, max_image_bytes: int, cache: ImageCache
+) -> EncodedBody:
+    """The JSON body of a checked request: ``None`` fields left out, images from ``cache``.
 
     Raises:
         RequestValidationError: a reference image could not be read or is not
@@ -137,18 +172,27 @@ async def encode_body(request: ImageRequest, *, max_image_bytes: int) -> bytes:
         # check_request has cleared every field: only an extra_body changed since can fail
         raise RequestValidationError(f"the request cannot be sent as JSON: {exc}") from exc
     if not request.images:
-        return head
-    encoded = await encode_image_inputs(request.images, max_bytes=max_image_bytes)
-    # A checked data URI is pure ASCII base64 and needs no JSON escaping. Splicing
-    # it in slice by slice, in a worker thread, spares the loop the GIL-holding
-    # json.dumps scan and str.encode of tens of megabytes.
-    parts: list[bytes | str] = [head[:-1], b',"images":[']
-    for number, item in enumerate(encoded):
-        if number:
-            parts.append(b",")
-        if item.startswith("data:"):
-            parts += [b'"', item, b'"']
-        else:
-            parts.append(json.dumps(item).encode())
-    parts.append(b"]}")
-    return await anyio.to_thread.run_sync(join_ascii_sliced, parts)
+        return EncodedBody((head,))
+    sources = image_sources(request.images, max_bytes=max_image_bytes)
+    # An encoded image is pure ASCII base64 behind a data URI header: it needs no
+    # JSON escaping, so the body is the JSON text around it, and it, unchanged.
+    pieces: list[bytes] = []
+    text = bytearray(head[:-1] + b',"images":[')
+    images: list[CachedImage] = []
+    try:
+        for number, source in enumerate(sources):
+            if number:
+                text += b","
+            if isinstance(source, str):
+                text += json.dumps(source).encode()
+                continue
+            image = await cache.acquire(source)
+            images.append(image)
+            pieces += [bytes(text + b'"'), image.data]
+            text = bytearray(b'"')
+    except BaseException:
+        for image in images:
+            cache.release(image)
+        raise
+    pieces.append(bytes(text + b"]}"))
+    return EncodedBody(tuple(pieces), cache, tuple(images))

@@ -34,7 +34,9 @@ import attrs
 
 from .._exceptions import RequestValidationError
 from .._models import BinaryReader, ImageInput
-from .b64 import b64_decoded_size, b64_error
+from . import local
+from .b64 import b64_decoded_size, b64_error, join_ascii_sliced
+from .cache import ImageSource, Loaded
 from .local import (
     ALLOWED_TYPES,
     encode_data,
@@ -56,6 +58,7 @@ __all__ = [
     "ImageInput",
     "check_image_inputs",
     "encode_image_inputs",
+    "image_sources",
 ]
 
 #: The default cap on one local reference image, in bytes (20 MiB), before base64.
@@ -80,10 +83,15 @@ _repr.maxother = 60
 
 @attrs.frozen
 class _Plan:
-    """What a checked item needs: the string to send now, or a blocking job making it."""
+    """What a checked item needs: the string to send now, or blocking jobs making it.
+
+    ``work`` makes the string (``encode_image_inputs``); ``source`` says how the
+    image cache finds or makes the same thing as body bytes (``image_sources``).
+    """
 
     ready: str | None = None
     work: Callable[[], str] | None = None
+    source: ImageSource | None = None
 
 
 def check_image_inputs(items: Sequence[ImageInput], *, max_bytes: int | None = None) -> None:
@@ -143,6 +151,31 @@ async def encode_image_inputs(
     return encoded
 
 
+def image_sources(
+    items: Sequence[ImageInput], *, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> list[str | ImageSource]:
+    """What a request body needs of each image: a string to send as is, or a cache source.
+
+    URLs and small data URIs come back as strings; everything else as an
+    ``ImageSource`` for the client's ``ImageCache``, which reads and encodes
+    each distinct image once (in worker threads). Nothing is read here
+    beyond a ``stat`` per path.
+
+    Raises:
+        RequestValidationError: as ``encode_image_inputs``, for what is known
+            without reading.
+    """
+    sources: list[str | ImageSource] = []
+    for index, item in enumerate(_as_items(items)):
+        plan = _plan(f"images[{index}]", item, max_bytes)
+        if plan.ready is not None:
+            sources.append(plan.ready)
+        else:
+            assert plan.source is not None
+            sources.append(plan.source)
+    return sources
+
+
 def _as_items(items: object) -> Sequence[object]:
     if isinstance(items, (str, bytes, bytearray, memoryview, os.PathLike)):
         return (items,)  # one item, not a sequence of characters or bytes
@@ -169,7 +202,14 @@ def _plan(label: str, item: object, max_bytes: int | None) -> _Plan:
         who = f"{label}: PIL image ({item.mode} {item.width}x{item.height})"
         if item.width == 0 or item.height == 0:
             raise RequestValidationError(f"{who} is empty")
-        return _Plan(work=functools.partial(encode_pil, who, item, cap))
+        return _Plan(
+            work=functools.partial(encode_pil, who, item, cap),
+            source=ImageSource(
+                key=None,
+                load=functools.partial(_load_pil, who, item),
+                encode=functools.partial(local.data_uri_ascii, who, max_bytes=cap),
+            ),
+        )
     if callable(getattr(item, "read", None)):
         return _plan_file(label, cast(BinaryReader, item), cap)
     shown = "None" if item is None else f"{type(item).__name__} {_repr.repr(item)}"
@@ -243,7 +283,14 @@ def _plan_data_uri(who: str, text: str, max_bytes: int | None) -> _Plan:
         raise too_big(who, size, max_bytes)
     if length <= _INLINE_CHARS:
         return _Plan(ready=_validated_data_uri(who, text, start))
-    return _Plan(work=functools.partial(_validated_data_uri, who, text, start))
+    return _Plan(
+        work=functools.partial(_validated_data_uri, who, text, start),
+        source=ImageSource(
+            key=("object", id(text)),
+            owner=text,
+            load=functools.partial(_load_data_uri, who, text, start),
+        ),
+    )
 
 
 def _validated_data_uri(who: str, text: str, start: int) -> str:
@@ -251,6 +298,27 @@ def _validated_data_uri(who: str, text: str, start: int) -> str:
     if problem is not None:
         raise RequestValidationError(f"{who} has invalid base64: {problem}")
     return text
+
+
+def _load_data_uri(who: str, text: str, start: int) -> Loaded:
+    return Loaded(join_ascii_sliced([_validated_data_uri(who, text, start)]))
+
+
+def _load_path(who: str, path: str | bytes, max_bytes: int) -> Loaded:
+    data, identity = local.read_path(who, path, max_bytes)
+    return Loaded(data, key=("file", path, *identity))
+
+
+def _load_file(who: str, file: BinaryReader, max_bytes: int) -> Loaded:
+    return Loaded(local.read_file(who, file, max_bytes))
+
+
+def _load_pil(who: str, image: PIL.Image.Image) -> Loaded:
+    return Loaded(local.save_pil(who, image))
+
+
+def _load_view(view: memoryview) -> Loaded:
+    return Loaded(view)
 
 
 def _plan_path(label: str, path: str | bytes, max_bytes: int | None, cap: int) -> _Plan:
@@ -274,7 +342,14 @@ def _plan_path(label: str, path: str | bytes, max_bytes: int | None, cap: int) -
         raise RequestValidationError(f"{who} is empty")
     if max_bytes is not None and info.st_size > max_bytes:
         raise too_big(who, info.st_size, max_bytes)
-    return _Plan(work=functools.partial(encode_path, who, path, cap))
+    return _Plan(
+        work=functools.partial(encode_path, who, path, cap),
+        source=ImageSource(
+            key=("file", path, *local.file_identity(info)),
+            load=functools.partial(_load_path, who, path, cap),
+            encode=functools.partial(local.data_uri_ascii, who, max_bytes=cap),
+        ),
+    )
 
 
 def _plan_buffer(
@@ -295,7 +370,18 @@ def _plan_buffer(
         raise not_an_image(who, head)
     if max_bytes is not None and view.nbytes > max_bytes:
         raise too_big(who, view.nbytes, max_bytes)
-    return _Plan(work=functools.partial(encode_data, who, view, cap))
+    # Only an immutable bytes object is named by its identity; a bytearray or a
+    # memoryview may change between two requests, so their content is hashed.
+    immutable = type(item) is bytes
+    return _Plan(
+        work=functools.partial(encode_data, who, view, cap),
+        source=ImageSource(
+            key=("object", id(item)) if immutable else None,
+            owner=item if immutable else None,
+            load=functools.partial(_load_view, view),
+            encode=functools.partial(local.data_uri_ascii, who, max_bytes=cap),
+        ),
+    )
 
 
 def _plan_file(label: str, file: BinaryReader, cap: int) -> _Plan:
@@ -313,7 +399,14 @@ def _plan_file(label: str, file: BinaryReader, cap: int) -> _Plan:
         raise RequestValidationError(f"{who} cannot be read: {reason(exc)}") from exc
     if unreadable:
         raise RequestValidationError(f"{who} is not open for reading")
-    return _Plan(work=functools.partial(encode_file, who, file, cap))
+    return _Plan(
+        work=functools.partial(encode_file, who, file, cap),
+        source=ImageSource(
+            key=None,
+            load=functools.partial(_load_file, who, file, cap),
+            encode=functools.partial(local.data_uri_ascii, who, max_bytes=cap),
+        ),
+    )
 
 
 def _is_pil_image(item: object) -> TypeGuard[PIL.Image.Image]:

@@ -7,6 +7,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -194,17 +195,17 @@ async def test_images_are_encoded_once_and_reused_on_retries(
     client: AsyncImageClient, fake: FakeLinkAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two 503s then success: three identical bodies sent, the image encoded once."""
-    import linkai_images._inputs.body as request_module
+    from linkai_images._inputs import local
 
     calls = 0
-    original = request_module.encode_image_inputs
+    original = local.data_uri_ascii
 
-    async def counting(*args: object, **kwargs: object) -> list[str]:
+    def counting(*args: Any, **kwargs: Any) -> bytes:
         nonlocal calls
         calls += 1
-        return await original(*args, **kwargs)  # type: ignore[arg-type]
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(request_module, "encode_image_inputs", counting)
+    monkeypatch.setattr(local, "data_uri_ascii", counting)
     fake.fail(Fault.status(503), prompt="p", times=2)
     response = await client.generate("p", model="gpt-image-2", images=[PNG])
     assert (3, 1) == (response.attempts, calls)

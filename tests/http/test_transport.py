@@ -9,7 +9,6 @@ import resource
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import aiohttp
 import anyio
 import httpx
 import pytest
-from helpers import wait_until
+from helpers import ThreadedOrigin, wait_until
 
 from linkai_images import APIConnectionError, APITimeoutError, AsyncImageClient, LinkAIError
 from linkai_images._http.aio import AiohttpTransport, _map_error
@@ -428,24 +427,7 @@ def test_aiohttp_errors_keep_sent_apart_from_never_sent(
     assert expected is type(mapped)
 
 
-class _ThreadedOrigin:
-    """A threaded ``http.server`` on a free loopback port; ``with`` yields its origin."""
-
-    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> str:
-        self._thread.start()
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-class _Origin(_ThreadedOrigin):
+class _Origin(ThreadedOrigin):
     """A tiny threaded HTTP server.
 
     ``/start`` redirects to ``/big``, which sends ``body``; ``/cut-N`` promises
@@ -505,7 +487,7 @@ def test_endpoint_builds_the_request_httpx_would() -> None:
     )
 
 
-class _GzipAPI(_ThreadedOrigin):
+class _GzipAPI(ThreadedOrigin):
     """A generation endpoint that gzips its answer when asked, recording the request headers."""
 
     def __init__(self) -> None:
