@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from linkai_images import (
     RequestValidationError,
     ServiceUnavailableError,
 )
+from linkai_images._cli.main import main
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
@@ -133,3 +135,18 @@ async def test_a_batch_refuses_a_deep_extra_body_before_sending_any(
     batch = ["a fox", {"prompt": "a cat", "extra_body": {"deep": nested}}]
     with pytest.raises(RequestValidationError, match="nested too deeply"):
         await client.generate_many(batch)
+
+
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_the_command_line_reports_a_deep_json_answer_in_one_line(
+    origin: RawOrigin, status: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """linkai-images generate on a ``[`` x 2,000 answer: exit 1, one error line, no traceback."""
+    origin.reply = answer(status, b"[" * 2000)
+    argv = ["generate", "a fox", "-m", "gpt-image-2", "-o", str(tmp_path), "--max-retries", "0",
+            "--base-url", origin.base_url, "--api-key", "sk-typed-0123456789"]  # fmt: skip
+    assert 1 == main(argv)
+    err = capsys.readouterr().err
+    assert 1 == len(err.strip().splitlines()), err
+    assert err.startswith("linkai-images: error: ")
+    assert "Traceback" not in err
