@@ -32,7 +32,7 @@ logger = logging.getLogger("linkai_images")
 #: The limit a model starts at (or ``max_concurrency``, when lower).
 INITIAL_LIMIT = 4
 #: How many times the window above the last level that worked may double.
-MAX_PROBE_DOUBLINGS = 4
+MAX_PROBE_DOUBLINGS = 6
 
 
 class AdaptiveLimit:

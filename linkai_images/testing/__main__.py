@@ -98,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--credits", type=int, default=None, help="successes before 406")
     serve.add_argument(
+        "--rate-limit",
+        metavar="RATE",
+        help="requests the account may start, N/second, N/minute or N/hour (faster: 429)",
+    )
+    serve.add_argument(
+        "--capacity",
+        type=int,
+        metavar="N",
+        help="requests the account may have generating at once (more: 429)",
+    )
+    serve.add_argument(
         "--extra-model",
         action="append",
         default=[],
@@ -116,7 +127,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _build_fake(args: argparse.Namespace) -> FakeLinkAI:
     """The fake the ``serve`` options describe."""
+    try:
+        limits = {"rate_limit": args.rate_limit, "capacity": args.capacity}
+        FakeLinkAI(**limits)
+    except ValueError as exc:
+        raise SystemExit(f"linkai_images.testing: {exc}") from None
     fake = FakeLinkAI(
+        **limits,
         api_key=args.api_key,
         credits=args.credits,
         banned_words=DEFAULT_BANNED_WORDS if args.banned_word is None else args.banned_word,

@@ -63,9 +63,27 @@ def test_serve_fault_options_and_sigterm() -> None:
         assert 0 == process.wait(timeout=10)
 
 
+def test_serve_rate_limit_and_capacity() -> None:
+    """--rate-limit 1/hour: the third request at once is answered 429."""
+    limits = ("--rate-limit", "1/hour", "--capacity", "4")
+    with serve("--api-key", "sk-cli", *limits) as (process, urls):
+        key = {"Authorization": "Bearer sk-cli"}
+        with httpx.Client(base_url=urls["LINKAI_BASE_URL"], headers=key) as client:
+            statuses = [client.post("/images/generations", json=BODY).status_code for _ in "abc"]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    assert [200, 200, 429] == statuses  # one request may come an interval early
+
+
 @pytest.mark.parametrize(
     "options",
-    [["--503-rate", "2"], ["--latency", "soon"], ["--503-rate", "0.6", "--drop-rate", "0.6"]],
+    [
+        ["--503-rate", "2"],
+        ["--latency", "soon"],
+        ["--503-rate", "0.6", "--drop-rate", "0.6"],
+        ["--rate-limit", "5/fortnight"],
+        ["--capacity", "0"],
+    ],
 )
 def test_bad_options_are_refused(options: list[str]) -> None:
     """Out-of-range rates and unparsable latencies stop the command before serving."""
