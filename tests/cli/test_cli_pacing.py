@@ -124,6 +124,11 @@ def test_shards_split_a_file_and_share_the_output(
     assert 7 == len(list(out.glob("*.png")))
     checkpoints = sorted(p.name for p in out.glob(".linkai-checkpoint*"))
     assert [f".linkai-checkpoint.shard-{i}-of-3.jsonl" for i in range(3)] == checkpoints
+    manifests = sorted(p.name for p in out.glob("metadata.shard-*.jsonl"))
+    assert [f"metadata.shard-{i}-of-3.jsonl" for i in range(3)] == manifests
+    assert 0 == cli("gallery", str(out))[0]
+    merged = (out / "metadata.jsonl").read_text().splitlines()
+    assert 7 == len(merged)
 
 
 def test_a_shard_resumes_from_its_own_checkpoint(
