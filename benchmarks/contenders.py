@@ -172,11 +172,6 @@ async def _streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
 
 FACTORIES = {
     "linkai": _ours,
-    # The otel case: our client before telemetry, without the API, without a provider, recording.
-    "before": _ours,
-    "otel-absent": _ours,
-    "otel-off": _ours,
-    "otel-on": _ours,
     "transport": _transport,
     "linkai-trio": _ours,
     "httpx": _httpx,
@@ -289,9 +284,7 @@ async def _rss(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _telemetry_setup(spec: dict[str, Any]) -> None:
-    """The ``otel`` case's variants: which package is imported, and what OpenTelemetry has."""
-    if "root" in spec:  # another checkout of the package (the baseline before telemetry)
-        sys.path.insert(0, spec["root"])
+    """The ``otel`` case's variants: what OpenTelemetry the process has."""
     otel = spec.get("otel")
     if otel == "absent":  # as if the otel extra were not installed
         sys.modules["opentelemetry"] = None  # type: ignore[assignment]
@@ -305,9 +298,72 @@ def _telemetry_setup(spec: dict[str, Any]) -> None:
         metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
 
+def _import_before(root: str) -> Any:
+    """The baseline checkout's package, imported as ``linkai_before`` beside ``linkai_images``.
+
+    The package imports itself only relatively, so one process can hold both.
+    """
+    import importlib.util
+
+    init = Path(root) / "linkai_images" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "linkai_before", init, submodule_search_locations=[str(init.parent)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["linkai_before"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def _ab(spec: dict[str, Any]) -> dict[str, Any]:
+    """The client before telemetry (A) and today's (B) in one process, in blocks A B B A ...
+
+    Both talk to the same fake at the same concurrency; each block's CPU time
+    is measured alone. Alternating within one process takes the noise of
+    separate interpreters (start-up, memory layout, a busy neighbour for a
+    whole run) out of the comparison.
+    """
+    import linkai_images
+
+    before = _import_before(spec["root"])
+    base_url, concurrency = spec["base_url"], spec["concurrency"]
+    clients = {
+        name: package.AsyncImageClient(
+            API_KEY, base_url=base_url, max_retries=0, max_concurrency=concurrency
+        )
+        for name, package in (("before", before), ("after", linkai_images))
+    }
+    sends: dict[str, Send] = {}
+    for name, client in clients.items():
+
+        async def send(i: int, client: Any = client) -> None:
+            await client.generate(f"a fox {i}", model=MODEL, aspect_ratio=ASPECT_RATIO)
+
+        sends[name] = send
+        await _bounded(send, 0, spec["warmup"], concurrency)
+    cpu: dict[str, list[float]] = {"before": [], "after": []}
+    failures = 0
+    n = spec["requests"]
+    for block in range(spec["blocks"]):
+        order = ("before", "after") if block % 2 == 0 else ("after", "before")
+        for name in order:
+            gc.collect()
+            started = _cpu_seconds()
+            failures += sum((await _bounded(sends[name], 0, n, concurrency)).values())
+            cpu[name].append((_cpu_seconds() - started) / n * 1e6)
+    for client in clients.values():
+        await client.aclose()
+    return {"before_us": cpu["before"], "after_us": cpu["after"], "failures": failures}
+
+
 def worker(spec: dict[str, Any]) -> None:
     """Child process: run one measurement and print it as one JSON line."""
     _telemetry_setup(spec)
+    if spec["mode"] == "ab":
+        print(json.dumps(asyncio.run(_ab(spec))), flush=True)
+        return
     measure = _rss if spec["mode"] == "rss" else _measure
     if spec["contender"] == "linkai-trio":
         import anyio

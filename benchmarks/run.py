@@ -320,8 +320,10 @@ def case_rss(reps: int) -> list[str]:
     ]
 
 
-OTEL_CONTENDERS = ("before", "otel-absent", "otel-off", "otel-on")
-OTEL_REQUESTS = (5000, 500)
+#: The states of today's client in the ``otel`` case, each against the client before telemetry.
+OTEL_VARIANTS = ("absent", "off", "on")
+#: Per process: requests per block, blocks (alternating before/after), warm-up requests.
+OTEL_BLOCKS = {"requests": 1000, "blocks": 10, "warmup": 500}
 #: The telemetry switched off may cost at most this much CPU per request.
 OTEL_LIMIT = 1.02
 
@@ -351,52 +353,78 @@ BASELINE: str | None = None
 
 
 def case_otel(reps: int) -> list[str]:
-    """Telemetry's CPU cost per request at C=500, off and on, against the client before it."""
+    """Telemetry's CPU cost per request at C=500, off and on, against the client before it.
+
+    Each process holds both clients and runs them in alternating blocks
+    (``contenders._ab``); a block pair's ratio is after / before, and the
+    table gives the median over every pair of every process.
+    """
     import tempfile
 
-    requests, warmup = OTEL_REQUESTS
+    pairs: dict[str, list[float]] = {v: [] for v in OTEL_VARIANTS}
+    before: dict[str, list[float]] = {v: [] for v in OTEL_VARIANTS}
+    after: dict[str, list[float]] = {v: [] for v in OTEL_VARIANTS}
     with tempfile.TemporaryDirectory() as tmp, fake_server(0.0) as base_url:
-        root = _baseline_tree(BASELINE, Path(tmp))
-        common = {"mode": "cpu", "base_url": base_url, "concurrency": 500}
-        specs = [
-            {**common, "contender": c, "requests": requests, "warmup": warmup}
-            for c in OTEL_CONTENDERS
-        ]
-        specs[0]["root"] = str(root)
-        for spec in specs[1:]:
-            spec["otel"] = spec["contender"].removeprefix("otel-")
-        results = _interleaved(specs, reps, "otel C=500")
-    before = _median(results["before"], "cpu_us")
-    # Ratios per repetition (each rep runs all contenders back to back), then the median.
-    ratios = {
-        c: statistics.median(
-            r["cpu_us"] / b["cpu_us"] for r, b in zip(results[c], results["before"], strict=True)
-        )
-        for c in OTEL_CONTENDERS
-    }
+        root = str(_baseline_tree(BASELINE, Path(tmp)))
+        for rep in range(reps):
+            for variant in OTEL_VARIANTS:
+                spec = {
+                    "mode": "ab",
+                    "contender": f"otel-{variant}",
+                    "otel": variant,
+                    "root": root,
+                    "base_url": base_url,
+                    "concurrency": 500,
+                    **OTEL_BLOCKS,
+                }
+                result = run_worker(spec)
+                if result["failures"]:
+                    raise RuntimeError(f"otel-{variant}: {result['failures']} requests failed")
+                before[variant] += result["before_us"]
+                after[variant] += result["after_us"]
+                pairs[variant] += [
+                    a / b for a, b in zip(result["after_us"], result["before_us"], strict=True)
+                ]
+                print(
+                    f"  [otel rep {rep + 1}/{reps}] {variant:7s} after/before "
+                    f"{statistics.median(pairs[variant][-OTEL_BLOCKS['blocks'] :]):.3f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     labels = {
-        "before": "before telemetry",
-        "otel-absent": "opentelemetry not installed",
-        "otel-off": "opentelemetry-api installed, no provider",
-        "otel-on": "SDK tracer and meter providers set (nothing exported)",
+        "absent": "opentelemetry not installed",
+        "off": "opentelemetry-api installed, no provider",
+        "on": "SDK tracer and meter providers set (nothing exported)",
     }
+    n = len(pairs["off"])
     lines = [
-        f"Telemetry at C=500, zero latency: client CPU per request (median of {reps}, "
-        f"{requests:,} requests each):",
+        f"Telemetry at C=500, zero latency: client CPU per request, today's client against "
+        f"the one before telemetry, in one process, alternating blocks of "
+        f"{OTEL_BLOCKS['requests']:,} requests ({n} block pairs per row, {reps} processes):",
         "",
-        "| client | us/request | / before (median of per-rep ratios) |",
-        "|---|---:|---:|",
+        "| today's client | before (us) | today (us) | today / before: median | quartiles |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for c in OTEL_CONTENDERS:
-        lines.append(f"| {labels[c]} | {_median(results[c], 'cpu_us'):,.0f} | {ratios[c]:.3f} |")
+    for variant in OTEL_VARIANTS:
+        q1, _, q3 = statistics.quantiles(pairs[variant], n=4)
+        lines.append(
+            f"| {labels[variant]} | {statistics.median(before[variant]):,.0f} | "
+            f"{statistics.median(after[variant]):,.0f} | "
+            f"{statistics.median(pairs[variant]):.3f} | {q1:.3f}-{q3:.3f} |"
+        )
     lines += [
         "",
         "| target | measured | holds |",
         "|---|---:|:---:|",
-        _target("no otel installed: CPU / before <= 1.02", ratios["otel-absent"], OTEL_LIMIT),
-        _target("no provider set: CPU / before <= 1.02", ratios["otel-off"], OTEL_LIMIT),
-        f"| (for reference) recording: CPU / before | {ratios['otel-on']:.2f} | |",
-        f"| (for reference) before, us/request | {before:,.0f} | |",
+        _target(
+            "no otel installed: CPU / before <= 1.02",
+            statistics.median(pairs["absent"]),
+            OTEL_LIMIT,
+        ),
+        _target(
+            "no provider set: CPU / before <= 1.02", statistics.median(pairs["off"]), OTEL_LIMIT
+        ),
+        f"| (for reference) recording: CPU / before | {statistics.median(pairs['on']):.2f} | |",
     ]
     return lines
 

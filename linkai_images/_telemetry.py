@@ -25,10 +25,11 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+import anyio
 import httpx
 
 from ._exceptions import (
@@ -312,8 +313,11 @@ class CallTrace:
             "gen_ai.provider.name": _PROVIDER,
             **telemetry.metric_attributes,
         }
+        # The client's own metrics carry fewer attributes: each one is hashed per update.
+        self._client_attributes = dict(telemetry.metric_attributes)
         if request.model is not None:
             self._metric_attributes["gen_ai.request.model"] = request.model
+            self._client_attributes["gen_ai.request.model"] = request.model
         name = "generate_content" if request.model is None else f"generate_content {request.model}"
         self._span: Span = telemetry.tracer.start_span(
             name, kind=trace.SpanKind.CLIENT, attributes=attributes
@@ -370,28 +374,31 @@ class CallTrace:
 
     def paced(self, waited: float) -> None:
         """Note the seconds an attempt waited for the pacer (the client's rate limits)."""
-        self._instruments.paced.record(waited, self._metric_attributes)
+        self._instruments.paced.record(waited, self._client_attributes)
         if waited > 0:
             self._span.add_event("paced", {"linkai.pacing.wait": waited})
 
-    async def attempt(
-        self, slot: AbstractAsyncContextManager[Any], send: Callable[[], Awaitable[T]]
-    ) -> T:
-        """Wait for ``slot``, then run ``send`` (one HTTP attempt) in its own span."""
+    async def attempt(self, limiter: anyio.Semaphore, send: Callable[[], Awaitable[T]]) -> T:
+        """Take a slot of ``limiter``, then run ``send`` (one HTTP attempt) in its own span."""
         from opentelemetry import trace
 
         telemetry, instruments = self._telemetry, self._instruments
         assert telemetry.tracer is not None
         self.attempts += 1
-        metric_attributes = self._metric_attributes
-        queued_at = time.monotonic()
-        instruments.queued.add(1, metric_attributes)
+        metric_attributes = self._client_attributes
+        waited = 0.0
+        if limiter.value:  # a free slot, taken at once: nothing queues
+            await limiter.acquire()
+        else:
+            queued_at = time.monotonic()
+            instruments.queued.add(1, metric_attributes)
+            try:
+                await limiter.acquire()
+            finally:
+                instruments.queued.add(-1, metric_attributes)
+            waited = time.monotonic() - queued_at
         try:
-            await slot.__aenter__()
-        finally:
-            instruments.queued.add(-1, metric_attributes)
-        try:
-            instruments.wait.record(time.monotonic() - queued_at, metric_attributes)
+            instruments.wait.record(waited, metric_attributes)
             attributes = dict(telemetry.attempt_attributes)
             if self.attempts > 1:
                 attributes["http.request.resend_count"] = self.attempts - 1
@@ -417,8 +424,7 @@ class CallTrace:
                 instruments.attempts.add(1, metric_attributes)
                 return result
         finally:
-            # A slot (the client's semaphore) is released whatever happened.
-            await slot.__aexit__(None, None, None)
+            limiter.release()
 
 
 def _fail(span: Span, exc: BaseException, kind: str, with_message: bool) -> None:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -241,6 +242,30 @@ async def test_capture_prompts_records_the_prompt_as_input_messages(
     assert server.fake.api_key not in _everything(recorded)
 
 
+async def test_capture_prompts_also_records_error_messages(
+    server: FakeServer, recorded: Recorded
+) -> None:
+    """With capture_prompts=True a failure's message is on the span: status and exception event."""
+    server.fake.fail(Fault.status(400, message="the prompt is too vague"))
+    async with AsyncImageClient(
+        server.fake.api_key,
+        base_url=server.base_url,
+        default_model="gpt-image-2",
+        capture_prompts=True,
+        tracer_provider=recorded.tracer_provider,
+    ) as client:
+        with pytest.raises(BadRequestError):
+            await client.generate(PROMPT)
+
+    [call] = recorded.spans("generate_content gpt-image-2")
+    assert "the prompt is too vague" in str(call.status.description)
+    [event] = call.events
+    assert ("exception", "linkai_images.BadRequestError") == (
+        event.name,
+        (event.attributes or {})["exception.type"],
+    )
+
+
 async def test_a_batch_is_a_span_over_its_calls_with_counts_by_outcome(
     traced: AsyncImageClient, server: FakeServer, recorded: Recorded
 ) -> None:
@@ -291,31 +316,39 @@ async def test_metrics_record_duration_attempts_slots_and_the_retry_budget(
     """Durations by model and outcome, attempts by outcome, in-flight and queued back to zero."""
     server.fake.fail(Fault.status(503), times=1)
     budget = RetryBudget(retry_ratio=0.5, min_retries_per_second=1.0, window=10.0)
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
-        retry_budget=budget,
-        meter_provider=recorded.meter_provider,
-    ) as client:
-        await client.generate("a cat")
-        await client.generate("a dog")
+    async with (
+        AsyncImageClient(
+            server.fake.api_key,
+            base_url=server.base_url,
+            default_model="gpt-image-2",
+            max_concurrency=1,  # the second call queues behind the first
+            retry_budget=budget,
+            meter_provider=recorded.meter_provider,
+        ) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(client.generate, "a cat")
+        tg.start_soon(client.generate, "a dog")
 
-    base = {
+    semconv = {
         "gen_ai.operation.name": "generate_content",
         "gen_ai.provider.name": "linkai",
         "gen_ai.request.model": "gpt-image-2",
         "server.address": "127.0.0.1",
     }
     [duration] = recorded.points("gen_ai.client.operation.duration")
-    assert (base, 2) == (dict(duration.attributes), duration.count)
+    assert (semconv, 2) == (dict(duration.attributes), duration.count)
+    [queued] = recorded.points("linkai.client.queued_requests")
+    assert ({"gen_ai.request.model": "gpt-image-2", "server.address": "127.0.0.1"}, 0) == (
+        dict(queued.attributes),
+        queued.value,
+    )
     attempts = {
         point.attributes.get("error.type", "ok"): point.value
         for point in recorded.points("linkai.client.attempts")
     }
     assert {"503": 1, "ok": 2} == attempts
     assert [0] == [point.value for point in recorded.points("linkai.client.active_requests")]
-    assert [0] == [point.value for point in recorded.points("linkai.client.queued_requests")]
     [wait] = recorded.points("linkai.client.limiter.wait")
     assert 3 == wait.count
     [available] = recorded.points("linkai.client.retry_budget.available")
