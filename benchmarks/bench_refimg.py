@@ -220,8 +220,8 @@ async def _floor_batch(spec: dict[str, Any], bodies: dict[str, bytes]) -> int:
     return failures
 
 
-async def _b64_calls(spec: dict[str, Any]) -> int:
-    if spec["contender"] == "openai":
+async def _b64_calls(spec: dict[str, Any], client: Any) -> int:
+    if client is None:
         import base64
 
         import anyio
@@ -254,7 +254,8 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     contender = spec["contender"]
     job: Callable[[], Awaitable[int]]
     if spec["case"] == "b64":
-        job = lambda: _b64_calls(spec)  # noqa: E731
+        client = None if contender == "openai" else await _linkai_client(spec)
+        job = lambda: _b64_calls(spec, client)  # noqa: E731
     elif contender == "openai":
         job = lambda: _openai_batch(spec)  # noqa: E731
     elif contender == "floor":

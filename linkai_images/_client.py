@@ -31,6 +31,7 @@ from ._exceptions import (
     ClientClosedError,
     RequestValidationError,
 )
+from ._http.answer import BIG_ANSWER
 from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
 from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
@@ -328,7 +329,17 @@ class AsyncImageClient:
             # step: a decoding error (a bad gzip body) raised mid-way through httpx's
             # aread() leaves its chain of async generators half-run, which trio
             # reports as ResourceWarnings when they are collected.
-            raw = b"".join([chunk async for chunk in stream])
+            chunks = []
+            size = 0
+            async for chunk in stream:
+                chunks.append(chunk)
+                size += len(chunk)
+                if len(chunks) > 1:  # a big body (an image inline): let the loop run between chunks
+                    await anyio.lowlevel.checkpoint()
+            if size < BIG_ANSWER:
+                raw = b"".join(chunks)
+            else:  # bytes.join drops the GIL for big joins: in a thread, the loop runs meanwhile
+                raw = await anyio.to_thread.run_sync(b"".join, chunks)
         finally:
             await stream.aclose()
         response.stream = httpx.ByteStream(raw)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 
@@ -28,6 +29,7 @@ from .._exceptions import (
     rate_limit_headers,
     status_error_class,
 )
+from .answer import BIG_ANSWER, loads_sliced
 from .stream import BytesStream, PiecesStream, StreamedRequest
 
 __all__ = [
@@ -75,14 +77,18 @@ class _NotJSON(Exception):
     """The body is not JSON this SDK can decode."""
 
 
-def _loads(content: bytes) -> Any:
-    """``json.loads`` whose every failure is ``_NotJSON``.
+#: ``_result``'s default: the body is still to be parsed.
+_NOT_YET: Any = object()
+
+
+def _loads(content: bytes, sliced: bool = False) -> Any:
+    """``json.loads`` (or ``loads_sliced``) whose every failure is ``_NotJSON``.
 
     Nesting deeper than the interpreter's recursion limit (``[`` 2,000 times)
     is JSON no API sends; json raises ``RecursionError`` for it, not ``ValueError``.
     """
     try:
-        return json.loads(content)
+        return loads_sliced(content) if sliced else json.loads(content)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise _NotJSON(str(exc)) from exc
 
@@ -312,6 +318,14 @@ async def post_generation(
         response = await send(request)
     except httpx.HTTPError as exc:
         raise _connection_error(exc, request, endpoint.redact) from exc
+    content = response.content
+    if len(content) >= BIG_ANSWER and 200 <= response.status_code < 300:
+        # An image answered inline: parsed in a worker thread, in slices (answer.py).
+        try:
+            decoded = await anyio.to_thread.run_sync(_loads, content, True)
+        except _NotJSON as exc:
+            decoded = exc
+        return _result(response, endpoint, decoded)
     return _result(response, endpoint)
 
 
@@ -326,14 +340,22 @@ def _redacted_json(content: bytes, decoded: object, endpoint: Endpoint) -> objec
         return redacted.decode("utf-8", "replace")
 
 
-def _result(response: httpx.Response, endpoint: Endpoint) -> GenerationResult:
-    """The decoded success body of ``response``, or the error it stands for."""
+def _result(
+    response: httpx.Response, endpoint: Endpoint, decoded: Any = _NOT_YET
+) -> GenerationResult:
+    """The decoded success body of ``response``, or the error it stands for.
+
+    ``decoded`` is the body already parsed (or the ``_NotJSON`` it raised), when it was.
+    """
     content = response.content
     code = response.status_code
     if not 200 <= code < 300:
         raise _status_error(response, content, endpoint)
     try:
-        decoded = _loads(content)
+        if decoded is _NOT_YET:
+            decoded = _loads(content)
+        elif isinstance(decoded, _NotJSON):
+            raise decoded
     except _NotJSON as exc:
         text = endpoint.redact(content.decode("utf-8", "replace"))
         raise APIResponseValidationError(

@@ -8,7 +8,6 @@ origin, so a key sent there would be a key given away.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import mimetypes
 import os
@@ -25,6 +24,7 @@ import httpx
 from .._exceptions import APIConnectionError, APIStatusError, DownloadError, status_error_class
 from .._http.endpoint import parse_error_body
 from .._http.transport import DOWNLOAD_CONNECTIONS
+from .._inputs.b64 import b64decode_sliced
 from .._retry import RetryPolicy, call_with_retries
 from .pngtext import add_png_text, stamp_stream
 
@@ -59,7 +59,6 @@ _EXTENSIONS = {
     "image/gif": ".gif",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_B64_SLICE = 4 * 1024 * 1024  # a multiple of 4: slices decode independently
 
 
 def safe_filename(url: str, content_type: str | None = None) -> str:
@@ -84,20 +83,11 @@ def _extension(content_type: str | None) -> str | None:
     return _EXTENSIONS.get(mime) or mimetypes.guess_extension(mime)
 
 
-def _b64decode_sliced(data: str) -> bytes:
-    # One b64decode of tens of MB holds the GIL long enough to stall the loop
-    # from a worker thread; slices of a multiple of 4 characters let it breathe.
-    raw = data.encode("ascii")
-    out = bytearray()
-    for start in range(0, len(raw), _B64_SLICE):
-        out += base64.b64decode(raw[start : start + _B64_SLICE], validate=True)
-    return bytes(out)
-
-
 async def _decode_inline(image: GeneratedImage) -> bytes:
     assert image.b64_json is not None
     try:
-        return await anyio.to_thread.run_sync(_b64decode_sliced, image.b64_json)
+        # In slices: one decode of tens of MB would stall the loop from the thread.
+        return await anyio.to_thread.run_sync(b64decode_sliced, image.b64_json)
     except (binascii.Error, ValueError) as exc:
         raise DownloadError(f"the image's b64_json is not valid base64: {exc}", url="") from exc
 
