@@ -6,14 +6,18 @@
 ...     await response.data[0].save("fox.png")
 """
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from ._batch.plan import BatchPlan, PlanGroup
-from ._batch.prices import Prices
-from ._batch.progress import ProgressEvent
 from ._catalog import CATALOG, ModelSpec, parse_pixel_size, resolve_pixels
 from ._client import AsyncImageClient
-from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_RETRIES
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MAX_RETRIES,
+)
 from ._exceptions import (
     APIConnectionError,
     APIResponseValidationError,
@@ -37,7 +41,6 @@ from ._exceptions import (
     RequestValidationError,
     ServiceUnavailableError,
 )
-from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import (
     BatchItem,
     BatchResults,
@@ -46,14 +49,51 @@ from ._models import (
     ImageResponse,
     set_default_store,
 )
-from ._outputs.download import standalone_store
-from ._outputs.results import save_results
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
-from ._sync import ImageClient
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._batch.plan import BatchPlan, PlanGroup
+    from ._batch.prices import Prices
+    from ._batch.progress import ProgressEvent
+    from ._models import ImageStore
+    from ._outputs.results import save_results
+    from ._sync import ImageClient
+
+#: Public names whose modules a first call does not need: imported when first used
+#: (PEP 562), so that ``import linkai_images`` stays cheap.
+_LAZY = {
+    "BatchPlan": "._batch.plan",
+    "PlanGroup": "._batch.plan",
+    "Prices": "._batch.prices",
+    "ProgressEvent": "._batch.progress",
+    "save_results": "._outputs.results",
+    "ImageClient": "._sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    _publish(value)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def _standalone_store() -> "ImageStore":
+    from ._outputs.download import standalone_store
+
+    return standalone_store()
+
+
 # Images that no client made read and save through a short-lived pool of their own.
-set_default_store(standalone_store)
+set_default_store(_standalone_store)
 
 __all__ = [
     "APIConnectionError",
@@ -108,9 +148,14 @@ __all__ = [
 # handler would print retry warnings to stderr in scripts that set up no logging.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-# Public names report the public module, so tracebacks and reprs point users to it.
+
+def _publish(obj: object) -> None:
+    """Public names report the public module, so tracebacks and reprs point users to it."""
+    if getattr(obj, "__module__", "").startswith("linkai_images._"):
+        obj.__module__ = __name__
+
+
 for _name in __all__:
-    _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("linkai_images._"):
-        _obj.__module__ = __name__
-del _name, _obj
+    if _name not in _LAZY:
+        _publish(globals()[_name])
+del _name

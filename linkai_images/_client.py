@@ -15,6 +15,7 @@ import httpx
 from ._config import (
     DEFAULT_LIMITER_PREFIX,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -36,7 +37,6 @@ from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
 from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
 from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES, ImageCache
-from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
 from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
 from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries

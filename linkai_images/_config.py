@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_LIMITER_PREFIX",
     "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_TIMEOUT",
     "ENV_API_KEY",
@@ -41,6 +42,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=DEFAULT_CONNECT_TIMEOUT, read=600.0, wri
 DEFAULT_MAX_RETRIES = 2
 #: Requests one client keeps in flight at once, across all tasks.
 DEFAULT_MAX_CONCURRENCY = 64
+#: The default cap on one local reference image, in bytes (20 MiB), before base64.
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 def _user_agent() -> str:

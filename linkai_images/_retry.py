@@ -19,13 +19,15 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import attrs
-import tenacity
 
 from ._exceptions import APIConnectionError, APIStatusError, LinkAIError
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = [
     "DEFAULT_BUDGET_WINDOW",
@@ -282,7 +284,9 @@ def set_testing(testing: bool = True) -> contextlib.AbstractContextManager[None]
     return restore()
 
 
-class _Wait(tenacity.wait.wait_base):
+class _Wait:
+    """The policy's backoff, as tenacity asks for it (any callable will do)."""
+
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
 
@@ -297,7 +301,7 @@ def _set_attempts(exc: LinkAIError, attempts: int) -> None:
         exc.attempts = attempts
 
 
-class _StopBeforeDeadline(tenacity.stop.stop_base):
+class _StopBeforeDeadline:
     """tenacity's ``stop_before_delay``, timed from when the *first* attempt started.
 
     The first attempt runs before tenacity is involved (see ``call_with_retries``),
@@ -318,7 +322,7 @@ class _StopBeforeDeadline(tenacity.stop.stop_base):
         return elapsed + retry_state.upcoming_sleep >= self._timeout
 
 
-class _StopWhenBudgetSpent(tenacity.stop.stop_base):
+class _StopWhenBudgetSpent:
     """Stop when the client's ``RetryBudget`` has no retry left; spend one when it has."""
 
     def __init__(self, budget: RetryBudget, model: str | None) -> None:
@@ -429,15 +433,21 @@ async def _retry(
         if on_retry is not None:
             on_retry(event)
 
-    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
+    # Imported here, at the first retry: a call whose first attempt succeeds (most
+    # of them) never needs tenacity, and importing it costs more than importing httpx.
+    import tenacity
+
+    stops: list[Callable[[tenacity.RetryCallState], bool]] = [
+        tenacity.stop_after_attempt(policy.max_attempts)
+    ]
     if policy.timeout is not None:
-        stop = stop | _StopBeforeDeadline(policy.timeout, started, paused)
+        stops.append(_StopBeforeDeadline(policy.timeout, started, paused))
     if budget is not None:
-        # Last: tenacity asks the stops in order and stops at the first yes, so the
-        # budget is asked (and spent) only for a retry that is otherwise going ahead.
-        stop = stop | _StopWhenBudgetSpent(budget, model)
+        # Last: the stops are asked in order up to the first yes, so the budget is
+        # asked (and spent) only for a retry that is otherwise going ahead.
+        stops.append(_StopWhenBudgetSpent(budget, model))
     retrying = tenacity.AsyncRetrying(
-        stop=stop,
+        stop=lambda state: any(stop(state) for stop in stops),
         wait=_Wait(policy),
         retry=tenacity.retry_if_exception(policy.is_retryable),
         before_sleep=before_sleep,

@@ -19,7 +19,6 @@ whatever the fan-out.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.metadata
 import importlib.util
@@ -61,6 +60,9 @@ def current_async_library() -> str | None:
         trio = sys.modules.get("trio")
         if trio is not None and trio.lowlevel.in_trio_run():
             return "trio"
+        asyncio = sys.modules.get("asyncio")
+        if asyncio is None:  # never imported: no asyncio loop can be running
+            return None
         try:
             asyncio.get_running_loop()
         except RuntimeError:

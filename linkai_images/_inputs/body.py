@@ -22,7 +22,6 @@ from .._catalog import parse_pixel_size, validate_fields
 from .._exceptions import RequestValidationError
 from .._models import ImageRequest
 from .cache import CachedImage, ImageCache
-from .images import check_image_inputs, image_sources
 
 __all__ = ["RESPONSE_FORMATS", "EncodedBody", "check_request", "encode_body"]
 
@@ -114,7 +113,11 @@ def check_request(
         quality=request.quality,
         image_count=len(request.images),
     )
-    check_image_inputs(request.images, max_bytes=max_image_bytes)
+    if request.images:
+        # Imported at the first request with images: a call without them never needs it.
+        from .images import check_image_inputs
+
+        check_image_inputs(request.images, max_bytes=max_image_bytes)
     if (model, size, aspect_ratio) == (request.model, request.size, request.aspect_ratio):
         return request
     return attrs.evolve(request, model=model, size=size, aspect_ratio=aspect_ratio)
@@ -173,6 +176,8 @@ async def encode_body(
         raise RequestValidationError(f"the request cannot be sent as JSON: {exc}") from exc
     if not request.images:
         return EncodedBody((head,))
+    from .images import image_sources
+
     sources = image_sources(request.images, max_bytes=max_image_bytes)
     # An encoded image is pure ASCII base64 behind a data URI header: it needs no
     # JSON escaping, so the body is the JSON text around it, and it, unchanged.

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import anyio
 import attrs
 
+from .._config import DEFAULT_MAX_IMAGE_BYTES
 from .._exceptions import RequestValidationError
 from .._models import BinaryReader, ImageInput
 from . import local
@@ -60,9 +61,6 @@ __all__ = [
     "encode_image_inputs",
     "image_sources",
 ]
-
-#: The default cap on one local reference image, in bytes (20 MiB), before base64.
-DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 _ALLOWED_KINDS = (

@@ -1,0 +1,63 @@
+"""``import linkai_images`` loads what a first call needs, and no more."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import linkai_images
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules loaded by a fresh interpreter running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_importing_the_package_does_not_import_tenacity_or_batch_machinery() -> None:
+    """tenacity (only a retry needs it), batches, outputs and the blocking client stay unloaded."""
+    loaded = _modules_after("import linkai_images")
+    unwanted = {
+        "tenacity",
+        "asyncio",
+        "linkai_images._batch.engine",
+        "linkai_images._batch.plan",
+        "linkai_images._outputs.results",
+        "linkai_images._sync",
+        "linkai_images._inputs.images",
+    }
+    assert set() == unwanted & loaded
+
+
+def test_a_retry_imports_tenacity_when_it_happens() -> None:
+    """The first retry loads tenacity (and the retry works: covered in tests/client)."""
+    code = (
+        "import anyio, linkai_images\n"
+        "from linkai_images._retry import RetryPolicy, call_with_retries\n"
+        "from linkai_images import APIConnectionError\n"
+        "calls = []\n"
+        "async def attempt():\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 1:\n"
+        "        raise APIConnectionError('down', request_sent=False)\n"
+        "    return 'ok'\n"
+        "async def main():\n"
+        "    with linkai_images.set_testing():\n"
+        "        policy = RetryPolicy(max_attempts=3)\n"
+        "        assert ('ok', 2) == await call_with_retries(attempt, policy)\n"
+        "anyio.run(main)"
+    )
+    assert "tenacity" in _modules_after(code)
+
+
+def test_lazy_names_resolve_and_report_the_public_module() -> None:
+    """Names loaded on first use are the real objects, listed by dir(), from linkai_images."""
+    from linkai_images._sync import ImageClient
+
+    assert ImageClient is linkai_images.ImageClient
+    assert "linkai_images" == linkai_images.BatchPlan.__module__
+    assert set(linkai_images.__all__) <= set(dir(linkai_images))
