@@ -311,11 +311,16 @@ async def post_generation(
             for that status).
         APIConnectionError: no usable response; ``request_sent`` tells
             whether it may have reached the platform.
-        APIResponseValidationError: a 200 whose body is not an image response.
+        APIResponseValidationError: a 2xx whose body is not an image response
+            (not JSON, nested too deep, no 'data' list, a broken Content-Encoding).
     """
     request = endpoint.request(body)
     try:
         response = await send(request)
+    except httpx.DecodingError as exc:  # an answer came; its Content-Encoding is broken
+        raise APIResponseValidationError(
+            f"the API answered with a body that cannot be decoded: {endpoint.redact(str(exc))}"
+        ) from exc
     except httpx.HTTPError as exc:
         raise _connection_error(exc, request, endpoint.redact) from exc
     content = response.content

@@ -150,3 +150,11 @@ def test_the_command_line_reports_a_deep_json_answer_in_one_line(
     assert 1 == len(err.strip().splitlines()), err
     assert err.startswith("linkai-images: error: ")
     assert "Traceback" not in err
+
+
+async def test_a_body_that_fails_to_decode_is_a_malformed_answer(origin: RawOrigin) -> None:
+    """A gzip Content-Encoding over plain bytes: APIResponseValidationError, on both loops."""
+    origin.reply = answer(200, b"hello", "Content-Encoding: gzip")
+    async with client_on(origin) as client:
+        with pytest.raises(APIResponseValidationError, match="cannot be decoded"):
+            await client.generate("a fox")
