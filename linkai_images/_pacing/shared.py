@@ -60,15 +60,24 @@ class _SharedLimit:
         self.key = key
         self._algorithm = pyrate.GCRA()
         self._rates = [pyrate.Rate(rate.count, round(rate.period * 1000), burst=1)]
+        self._interval_ms = rate.interval * 1000
         self._store = pyrate.RedisStateStore(client, key)
 
-    def check(self) -> float:
-        """Take a start if one is free now; else the seconds until one is (blocking I/O)."""
+    def check(self, due_ms: int | None) -> int | None:
+        """Take a start if one is free now; else when one will be, in ms (blocking I/O).
+
+        ``due_ms`` is the time a previous ``check`` said to come back at. A
+        waiter woken a little late asks as of that time, so that late
+        wake-ups do not add up to a slower rate (as in ``local.py``); the
+        GCRA still admits it only if the start is free as of then.
+        """
         now_ms = time.time_ns() // 1_000_000
+        if due_ms is not None and 0 <= now_ms - due_ms < self._interval_ms:
+            now_ms = due_ms
         decision = self._store.check(self._algorithm, self._rates, now_ms, 1)
         if decision.allowed:
-            return 0.0
-        return max(decision.retry_after_ms or 1, 1) / 1000
+            return None
+        return now_ms + max(decision.retry_after_ms or 1, 1)
 
 
 class RedisRates:
@@ -140,15 +149,16 @@ class RedisRates:
             line = self._lines[line_key] = anyio.Lock()
         async with line:
             for limit in limits:
+                due: int | None = None
                 while True:
                     try:
-                        wait = await anyio.to_thread.run_sync(limit.check)
+                        due = await anyio.to_thread.run_sync(limit.check, due)
                     except self._errors as exc:
                         await self._failure(exc, model)
                         return
-                    if not wait:
+                    if due is None:
                         break
-                    await anyio.sleep(wait)
+                    await anyio.sleep(max(0.0, due / 1000 - time.time()))
 
     async def _failure(self, exc: BaseException, model: str | None) -> None:
         where = mask_url(self.url)

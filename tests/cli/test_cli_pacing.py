@@ -12,25 +12,7 @@ from linkai_images._cli.main import build_parser, main
 from linkai_images._cli.options import client_options
 from linkai_images.testing import FakeServer
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``cli(*args)`` runs ``main(args)`` and returns (status, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
-
-
-@pytest.fixture
-def api(linkai_server: FakeServer) -> list[str]:
-    """The options pointing the CLI at the loopback fake."""
-    return ["--base-url", linkai_server.base_url, "--api-key", linkai_server.fake.api_key]
+Run = Callable[..., tuple[int, str, str]]  # the ``cli`` fixture of conftest.py
 
 
 def write_jsonl(path: Path, count: int) -> Path:
