@@ -39,7 +39,14 @@ from ._inputs.body import check_request, encode_body
 from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES, ImageCache
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
 from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
-from ._retry import RetryBudget, RetryEvent, RetryHook, RetryPolicy, call_with_retries
+from ._retry import (
+    RetryBudget,
+    RetryEvent,
+    RetryHook,
+    RetryPolicy,
+    call_with_retries,
+    is_testing,
+)
 from ._telemetry import CallTrace, Telemetry
 
 if TYPE_CHECKING:
@@ -257,6 +264,7 @@ class AsyncImageClient:
             adaptive=adaptive,
             backend=backend,
             max_pause=self.retry_policy.max_retry_after,
+            skip_pauses=is_testing,
         )
 
     def concurrency_limit(self, model: str | None = None) -> int:
@@ -543,9 +551,13 @@ class AsyncImageClient:
 
     def _pause(self, model: str | None, error: APIStatusError) -> None:
         """The platform asked for a pause: from now on this client paces its attempts."""
+        if is_testing():
+            return
         if self._pacer is None:
             self._pacer = Pacer(
-                max_concurrency=self.max_concurrency, max_pause=self.retry_policy.max_retry_after
+                max_concurrency=self.max_concurrency,
+                max_pause=self.retry_policy.max_retry_after,
+                skip_pauses=is_testing,
             )
         self._pacer.hint(model, error)
 

@@ -39,6 +39,7 @@ __all__ = [
     "RetryHook",
     "RetryPolicy",
     "call_with_retries",
+    "is_testing",
     "set_testing",
 ]
 
@@ -258,10 +259,17 @@ class _Testing:
 _testing = _Testing()
 
 
+def is_testing() -> bool:
+    """Whether ``set_testing`` has made waits zero."""
+    return _testing.active
+
+
 def set_testing(testing: bool = True) -> contextlib.AbstractContextManager[None]:
     """Make retry waits zero (``True``) or real (``False``), for tests.
 
-    Attempts are still counted and bounded; only the sleeping goes. The switch
+    Attempts are still counted and bounded; only the sleeping goes (the
+    client-wide pauses a ``Retry-After`` asks for go too; rate limits stay,
+    being what you configured). The switch
     is process-wide (every thread and client) and takes effect at once; the
     returned context manager restores the previous setting on exit::
 

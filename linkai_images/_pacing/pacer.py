@@ -17,7 +17,7 @@ platform first asks for a pause, so pacing costs nothing when unused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import anyio
@@ -76,6 +76,8 @@ class Pacer:
         adaptive: keep an AIMD concurrency limit per model.
         backend: a shared rate backend instead of the in-memory one.
         max_pause: the longest ``Retry-After`` pause honoured, in seconds.
+        skip_pauses: when it returns true, ``Retry-After`` pauses nothing
+            (the retry module's testing switch).
     """
 
     def __init__(
@@ -87,9 +89,11 @@ class Pacer:
         adaptive: bool = False,
         backend: RateBackend | None = None,
         max_pause: float = 120.0,
+        skip_pauses: Callable[[], bool] | None = None,
     ) -> None:
         self.max_concurrency = max_concurrency
         self.max_pause = max_pause
+        self._skip_pauses = skip_pauses
         if backend is None and (rate is not None or model_rates):
             backend = _MemoryBackend(LocalRates(rate, model_rates or {}))
         self._rates = backend
@@ -163,7 +167,9 @@ class Pacer:
 
     def hint(self, model: str | None, error: APIStatusError) -> None:
         """Pause ``model`` if ``error`` is a 429 or 503 carrying ``Retry-After``."""
-        if error.status_code in PAUSE_STATUSES and error.retry_after:
+        if error.status_code not in PAUSE_STATUSES or not error.retry_after:
+            return
+        if self._skip_pauses is None or not self._skip_pauses():
             self.pause(model, error.retry_after)
 
     async def aclose(self) -> None:

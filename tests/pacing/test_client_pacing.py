@@ -8,7 +8,7 @@ import anyio
 import pytest
 from pacing_windows import most_in_window
 
-from linkai_images import AsyncImageClient, ImageClient, RateLimitError, RetryPolicy
+from linkai_images import AsyncImageClient, ImageClient, RateLimitError, RetryPolicy, set_testing
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
@@ -61,7 +61,7 @@ async def test_retry_after_pauses_the_model_client_wide(
 ) -> None:
     """A 429 with Retry-After holds back every new request of that model until it passes."""
     server.fake.fail(Fault.status(429, retry_after=0.3), prompt="first", times=1)
-    with caplog.at_level(logging.INFO, logger="linkai_images"):
+    with caplog.at_level(logging.INFO, logger="linkai_images"), set_testing(False):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: client.generate("first"))
             await anyio.sleep(0.1)  # the 429 has come back
@@ -70,6 +70,13 @@ async def test_retry_after_pauses_the_model_client_wide(
     refused = next(r.received_at for r in server.fake.requests if r.status == 429)
     assert by_prompt["second"] - refused >= 0.29
     assert any("pausing new gpt-image-2 requests" in r.getMessage() for r in caplog.records)
+
+
+async def test_testing_switch_skips_pauses(server: FakeServer, client: AsyncImageClient) -> None:
+    """Under set_testing() a Retry-After pauses nothing: a long one does not slow a test."""
+    server.fake.fail(Fault.status(503, retry_after=60), prompt="p")
+    with anyio.fail_after(5):
+        assert 2 == (await client.generate("p")).attempts
 
 
 async def test_rate_limit_headers_on_error(server: FakeServer, client: AsyncImageClient) -> None:
