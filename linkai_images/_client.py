@@ -435,28 +435,27 @@ class AsyncImageClient:
         self._ensure_open()
         started = time.monotonic()
         telemetry = self._telemetry
-        # Off (the usual case): one comparison, see Telemetry.next_check.
+        trace: CallTrace | None = None
+        # Off (the usual case): one comparison, see Telemetry.next_check; no frame is added.
         if telemetry.next_check <= started and telemetry.enabled(started):
-            with telemetry.call(request) as trace:
-                response = await self._send_request(request, on_retry, started, trace)
-                trace.succeeded(response)
-            return response
-        return await self._send_request(request, on_retry, started, None)
-
-    async def _send_request(
-        self,
-        request: ImageRequest,
-        on_retry: RetryHook | None,
-        started: float,
-        trace: CallTrace | None,
-    ) -> ImageResponse:
-        encoded = await encode_body(
-            request, max_image_bytes=self.max_image_bytes, cache=self._images
-        )
+            trace = telemetry.call(request)
+            trace.begin()
         try:
-            return await self._send_body(request, encoded.pieces, on_retry, started, trace)
-        finally:
-            encoded.release()
+            encoded = await encode_body(
+                request, max_image_bytes=self.max_image_bytes, cache=self._images
+            )
+            try:
+                response = await self._send_body(request, encoded.pieces, on_retry, started, trace)
+            finally:
+                encoded.release()
+        except BaseException as exc:
+            if trace is not None:
+                trace.end(exc)
+            raise
+        if trace is not None:
+            trace.succeeded(response)
+            trace.end(None)
+        return response
 
     async def _send_body(
         self,

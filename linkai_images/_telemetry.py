@@ -26,7 +26,6 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -291,9 +290,10 @@ def _input_messages(prompt: str) -> str:
 class CallTrace:
     """The span of one ``generate`` call, its attempts' spans, and its metrics.
 
-    A context manager: the span is current inside it (so spans the caller
-    opens underneath nest in it), and leaving it ends the span and records
-    the call's duration, with ``error.type`` when it raised.
+    ``begin`` makes the span current (so spans opened underneath nest in
+    it); ``end`` ends it and records the call's duration, with
+    ``error.type`` when the call raised. (Not a context manager: the client
+    calls both inline, so that its path without telemetry has no extra frame.)
     """
 
     def __init__(self, telemetry: Telemetry, request: ImageRequest) -> None:
@@ -326,16 +326,12 @@ class CallTrace:
             self._span, end_on_exit=True, record_exception=False, set_status_on_exception=False
         )
 
-    def __enter__(self) -> CallTrace:
+    def begin(self) -> None:
+        """Make the call's span current (in this task, until ``end``)."""
         self._scope.__enter__()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def end(self, exc: BaseException | None) -> None:
+        """End the span and record the duration; ``exc`` is what the call raised."""
         span, metric_attributes = self._span, self._metric_attributes
         span.set_attribute("linkai.attempts", self.attempts)
         if exc is not None:
@@ -343,7 +339,9 @@ class CallTrace:
             _fail(span, exc, kind, self._telemetry.capture_prompts)
             metric_attributes = {**metric_attributes, "error.type": kind}
         self._instruments.duration.record(time.monotonic() - self._started, metric_attributes)
-        self._scope.__exit__(exc_type, exc, tb)
+        self._scope.__exit__(
+            None if exc is None else type(exc), exc, None if exc is None else exc.__traceback__
+        )
 
     def succeeded(self, response: ImageResponse) -> None:
         """Note what the answer told (never its images)."""

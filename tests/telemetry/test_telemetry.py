@@ -72,13 +72,18 @@ def recorded() -> Iterator[Recorded]:
     providers.close()
 
 
+def _client(server: FakeServer, **options: Any) -> AsyncImageClient:
+    """A client on the served fake, ``gpt-image-2`` by default, with ``options``."""
+    return AsyncImageClient(
+        server.fake.api_key, base_url=server.base_url, default_model="gpt-image-2", **options
+    )
+
+
 @pytest.fixture
 async def traced(server: FakeServer, recorded: Recorded) -> AsyncIterator[AsyncImageClient]:
     """A client on the served fake recording into ``recorded``."""
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
+    async with _client(
+        server,
         max_concurrency=4,
         tracer_provider=recorded.tracer_provider,
         meter_provider=recorded.meter_provider,
@@ -224,12 +229,8 @@ async def test_capture_prompts_records_the_prompt_as_input_messages(
     server: FakeServer, recorded: Recorded
 ) -> None:
     """With capture_prompts=True the prompt is on the span as gen_ai.input.messages."""
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
-        capture_prompts=True,
-        tracer_provider=recorded.tracer_provider,
+    async with _client(
+        server, capture_prompts=True, tracer_provider=recorded.tracer_provider
     ) as client:
         await client.generate(PROMPT)
 
@@ -247,12 +248,8 @@ async def test_capture_prompts_also_records_error_messages(
 ) -> None:
     """With capture_prompts=True a failure's message is on the span: status and exception event."""
     server.fake.fail(Fault.status(400, message="the prompt is too vague"))
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
-        capture_prompts=True,
-        tracer_provider=recorded.tracer_provider,
+    async with _client(
+        server, capture_prompts=True, tracer_provider=recorded.tracer_provider
     ) as client:
         with pytest.raises(BadRequestError):
             await client.generate(PROMPT)
@@ -317,10 +314,8 @@ async def test_metrics_record_duration_attempts_slots_and_the_retry_budget(
     server.fake.fail(Fault.status(503), times=1)
     budget = RetryBudget(retry_ratio=0.5, min_retries_per_second=1.0, window=10.0)
     async with (
-        AsyncImageClient(
-            server.fake.api_key,
-            base_url=server.base_url,
-            default_model="gpt-image-2",
+        _client(
+            server,
             max_concurrency=1,  # the second call queues behind the first
             retry_budget=budget,
             meter_provider=recorded.meter_provider,
@@ -359,10 +354,8 @@ async def test_the_wait_for_the_rate_limit_is_measured_per_attempt(
     server: FakeServer, recorded: Recorded
 ) -> None:
     """With a rate limit, each attempt's wait for its turn is recorded in pacing.wait."""
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
+    async with _client(
+        server,
         rate_limit="1000/second",
         tracer_provider=recorded.tracer_provider,
         meter_provider=recorded.meter_provider,
@@ -380,10 +373,8 @@ async def test_without_the_opentelemetry_api_the_client_records_nothing_and_work
 ) -> None:
     """Without the otel extra, a client given providers still generates, and records nothing."""
     monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)  # import fails, as if absent
-    async with AsyncImageClient(
-        server.fake.api_key,
-        base_url=server.base_url,
-        default_model="gpt-image-2",
+    async with _client(
+        server,
         tracer_provider=recorded.tracer_provider,
         meter_provider=recorded.meter_provider,
     ) as client:
