@@ -112,8 +112,8 @@ class AsyncImageClient:
             (see ``concurrency_limit``).
         limiter_url: a Redis URL (``redis://host:6379/0``) where the rate
             limits are kept, so that every process using the same URL and
-            ``limiter_prefix`` shares them; default ``$LINKAI_LIMITER_URL``.
-            Needs the ``redis`` extra.
+            ``limiter_prefix`` shares them; default ``$LINKAI_LIMITER_URL``
+            (used only when a rate limit is set). Needs the ``redis`` extra.
         limiter_prefix: the prefix of the limiter's Redis keys.
         limiter_fallback: when Redis cannot be reached, pace in this process
             alone (with a warning) instead of failing with ``LimiterError``.
@@ -134,8 +134,11 @@ class AsyncImageClient:
             metrics; default the global one.
 
     Raises:
-        LinkAIError: no API key was given or found in the environment, or the
-            base URL is not http(s).
+        LinkAIError: no API key was given or found in the environment, the
+            base URL is not http(s), the limiter URL is not a Redis URL, or
+            ``limiter_url`` needs the ``redis`` extra (``LimiterError``).
+        ValueError: a rate that is not ``N/second|minute|hour``, or a
+            ``limiter_url`` with no rate limit to share.
     """
 
     def __init__(
@@ -196,6 +199,7 @@ class AsyncImageClient:
             resolve_limiter_url(limiter_url),
             limiter_prefix,
             limiter_fallback,
+            explicit_url=limiter_url is not None,
         )
         self._owns_http = http_client is None
         self._send: Sender
@@ -247,9 +251,16 @@ class AsyncImageClient:
         limiter_url: str | None,
         prefix: str,
         fallback: bool,
+        *,
+        explicit_url: bool,
     ) -> Pacer | None:
         rate = parse_rate(rate_limit) if rate_limit is not None else None
         model_rates = parse_model_rates(model_rate_limits)
+        if explicit_url and rate is None and not model_rates:
+            raise ValueError(
+                "limiter_url shares rate limits between processes, but none is set; "
+                "add rate_limit= and/or model_rate_limits="
+            )
         if rate is None and not model_rates and not adaptive:
             return None  # none until the platform asks for a pause: nothing on the hot path
         backend = None

@@ -138,5 +138,10 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.adaptive_concurrency:
         options["adaptive_concurrency"] = True
     if args.limiter_url is not None:
+        if args.rate_limit is None and not args.model_rate_limit:
+            raise CommandError(
+                "--limiter-url shares rate limits between processes, but none is set; "
+                "add --rate-limit and/or --model-rate-limit"
+            )
         options["limiter_url"] = args.limiter_url
     return options

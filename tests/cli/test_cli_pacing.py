@@ -145,3 +145,12 @@ def test_batch_with_a_rate_limit_runs(
         "--rate-limit", "50/second", "--no-progress", *api,
     )  # fmt: skip
     assert (0, 3) == (status, len(linkai_server.fake.requests))
+
+
+def test_limiter_url_needs_a_rate(cli: Run, api: list[str]) -> None:
+    """--limiter-url alone is a one-line user error naming what to add."""
+    status, _, err = cli(
+        "generate", "p", "-m", "gpt-image-2", "--limiter-url", "redis://127.0.0.1:1/0", *api
+    )
+    assert 1 == status
+    assert "add --rate-limit" in err

@@ -98,3 +98,9 @@ def test_password_is_masked_in_errors() -> None:
     with pytest.raises(Exception, match=r"redis\+x://user:\*\*\*\*@host") as caught:
         AsyncImageClient("sk-test", rate_limit="1/second", limiter_url="redis+x://user:pw@host/0")
     assert "pw@" not in str(caught.value)
+
+
+def test_limiter_url_without_a_rate_is_refused() -> None:
+    """An explicit limiter_url with nothing to share is a mistake, said at once."""
+    with pytest.raises(ValueError, match="add rate_limit="):
+        AsyncImageClient("sk-test", limiter_url="redis://127.0.0.1:6379/0")
