@@ -40,7 +40,9 @@ from ._exceptions import (
     RateLimitError,
     RequestValidationError,
     ServiceUnavailableError,
+    UncertainRequestError,
 )
+from ._failures import FailureKind
 from ._models import (
     BatchItem,
     BatchResults,
@@ -118,6 +120,7 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "DEFAULT_MAX_RETRIES",
     "DownloadError",
+    "FailureKind",
     "GeneratedImage",
     "ImageClient",
     "ImageRequest",
@@ -137,6 +140,7 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "ServiceUnavailableError",
+    "UncertainRequestError",
     "__version__",
     "parse_pixel_size",
     "resolve_pixels",

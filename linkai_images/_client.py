@@ -641,6 +641,7 @@ class AsyncImageClient:
         checkpoint: CheckpointPath = ...,
         prices: PriceArg = ...,
         max_cost: float | None = ...,
+        resend_uncertain: bool = ...,
     ) -> list[ImageResponse]: ...
 
     @overload
@@ -654,6 +655,7 @@ class AsyncImageClient:
         checkpoint: CheckpointPath = ...,
         prices: PriceArg = ...,
         max_cost: float | None = ...,
+        resend_uncertain: bool = ...,
     ) -> list[ImageResponse | BaseException]: ...
 
     async def generate_many(
@@ -666,6 +668,7 @@ class AsyncImageClient:
         checkpoint: CheckpointPath = None,
         prices: PriceArg = None,
         max_cost: float | None = None,
+        resend_uncertain: bool = False,
     ) -> list[ImageResponse] | list[ImageResponse | BaseException]:
         """Generate a batch of requests concurrently; the results align with the inputs.
 
@@ -689,9 +692,13 @@ class AsyncImageClient:
                 place in the list instead of raising ``BatchError``.
             progress: ``True`` for a ``tqdm.auto`` bar (the ``progress``
                 extra), or a callable taking each ``ProgressEvent``.
-            checkpoint: a JSON Lines file journaling each settled request. A
-                rerun with the same file returns the earlier successes from
-                it without sending them again, and retries the rest.
+            checkpoint: a JSON Lines journal, crash-safe: each request is
+                recorded before it is sent and when it settles. A rerun with
+                the same file returns the earlier successes from it without
+                sending them again and retries the failures. A request an
+                earlier run sent without a result (killed, cancelled, or an
+                answer lost in flight) may have been billed: it ends with
+                ``UncertainRequestError`` and is not sent again.
             prices: what one image costs, by model and size: ``Prices``, a dict
                 of the same layout, or a ``.json``/``.toml`` file (see
                 docs/batches.md). Needed by ``max_cost``.
@@ -701,6 +708,8 @@ class AsyncImageClient:
                 new request starts, and those not sent end with
                 ``CostLimitError``. Every request must have a price (checked
                 before anything is sent).
+            resend_uncertain: send those uncertain requests again anyway
+                (each may be billed a second time).
 
         Returns:
             One entry per request, in input order: an ``ImageResponse`` (or,
@@ -728,6 +737,7 @@ class AsyncImageClient:
             checkpoint=checkpoint,
             prices=prices,
             max_cost=max_cost,
+            resend_uncertain=resend_uncertain,
         )
 
     def as_completed(
@@ -739,6 +749,7 @@ class AsyncImageClient:
         checkpoint: CheckpointPath = None,
         prices: PriceArg = None,
         max_cost: float | None = None,
+        resend_uncertain: bool = False,
     ) -> BatchIterator:
         """Run a batch and yield each request as it settles, fastest first.
 
@@ -774,6 +785,10 @@ class AsyncImageClient:
             max_cost: a spending cap, as for ``generate_many``; requests not
                 sent because of it come out with ``CostLimitError``, and one
                 without a price with ``RequestValidationError``.
+                earlier successes are yielded at once, without a request,
+                and requests an earlier run left uncertain come out as
+                items whose error is ``UncertainRequestError``.
+            resend_uncertain: send those uncertain requests again anyway.
 
         Returns:
             An async iterator (and async context manager) of ``BatchItem``.
@@ -794,6 +809,7 @@ class AsyncImageClient:
             checkpoint=checkpoint,
             prices=prices,
             max_cost=max_cost,
+            resend_uncertain=resend_uncertain,
         )
 
     async def plan(

@@ -22,6 +22,7 @@ The tree::
     ├── CostLimitError                               not sent: it would pass the batch's max_cost
     ├── CheckpointError                              a checkpoint file is in use or unusable
     ├── LimiterError                                 the shared rate limiter (Redis) is unusable
+    ├── UncertainRequestError                        not sent again: an earlier run may have paid
     └── BatchError                                   a batch had failures; carries every result
 
 Third-party exceptions (httpx, aiohttp, json, a ``RecursionError`` from JSON
@@ -61,6 +62,7 @@ __all__ = [
     "RateLimitError",
     "RequestValidationError",
     "ServiceUnavailableError",
+    "UncertainRequestError",
     "rate_limit_headers",
     "status_error_class",
 ]
@@ -298,6 +300,38 @@ class LimiterError(LinkAIError):
     Nothing was sent. The client does not fall back to pacing each process
     on its own unless it was made with ``limiter_fallback=True``.
     """
+
+
+class UncertainRequestError(LinkAIError):
+    """Not sent: an earlier run sent this request and got no result, so it may be paid for.
+
+    A batch with a checkpoint journals each request before it is sent and
+    its outcome after. When a run finds a request that an earlier run sent
+    but whose outcome is missing (that run was killed or cancelled while it
+    was in flight) or was an answer lost after sending (a read timeout, a
+    dropped connection, a 200 with a broken body), the platform may have
+    generated and billed it. Rather than pay twice behind your back, the
+    batch does not send it again and reports it with this error. Pass
+    ``resend_uncertain=True`` (``--resend-uncertain`` on the command line)
+    to send such requests anyway.
+
+    Attributes:
+        previous_error: what the earlier attempt ended with
+            (``"APITimeoutError: ..."``), or ``None`` when that run stopped
+            (killed, crashed, cancelled) before its outcome was recorded.
+    """
+
+    def __init__(self, previous_error: str | None = None) -> None:
+        self.previous_error = previous_error
+        what = (
+            "stopped before its outcome was recorded"
+            if previous_error is None
+            else f"got no usable answer ({previous_error})"
+        )
+        super().__init__(
+            f"not sent again: an earlier run sent this request and {what}, so it may have "
+            "been generated and billed; pass resend_uncertain=True to send it anyway"
+        )
 
 
 class BatchError(LinkAIError):

@@ -11,6 +11,7 @@ import attrs
 
 from ._display import response_html, results_html
 from ._exceptions import RequestValidationError
+from ._failures import FailureKind
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -271,21 +272,39 @@ class BatchItem:
     """One settled request of ``as_completed``: exactly one of ``response``, ``error`` is set.
 
     Attributes:
-        index: the request's position in the input.
+        index: the request's position in the input (from 0).
         request: the request, as an ``ImageRequest``.
         response: the result, on success.
         error: the exception, on failure.
+        fingerprint: the request's key in the checkpoint (a sha256 hex
+            string), or ``None`` without a checkpoint or when it has none.
     """
 
     index: int
     request: ImageRequest
     response: ImageResponse | None = None
     error: BaseException | None = None
+    fingerprint: str | None = attrs.field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
         """Whether the request succeeded."""
         return self.error is None
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the request may have been generated and billed without a result here.
+
+        True for an ``UncertainRequestError`` (an earlier run sent it and
+        recorded no result, so it was not sent again) and for a failure
+        after the request was sent (a lost answer, a 200 with a broken body).
+        """
+        return self.failure_kind is FailureKind.UNCERTAIN
+
+    @property
+    def failure_kind(self) -> FailureKind | None:
+        """What the failure needs (``FailureKind.of(error)``); ``None`` on success."""
+        return None if self.error is None else FailureKind.of(self.error)
 
 
 class BatchResults(list):  # type: ignore[type-arg]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import http.server
+import json
 import socket
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
+
+#: ``cli(*args)`` (the fixture in tests/cli/conftest.py): (status, stdout, stderr).
+Run = Callable[..., tuple[int, str, str]]
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:
@@ -91,3 +96,22 @@ class ThreadedOrigin:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def error_line(err: str) -> str:
+    """The single line of a user error on stderr (and proof that there is only one)."""
+    lines = err.strip().splitlines()
+    assert 1 == len(lines), err
+    assert lines[0].startswith("linkai-images: error: "), err
+    return lines[0]
+
+
+def write_jsonl(path: Path, *lines: object) -> Path:
+    """A JSON Lines file; ``""`` stays a blank line."""
+    path.write_text("\n".join("" if line == "" else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def pngs(directory: Path) -> list[str]:
+    """The names of the PNG files in ``directory``, sorted."""
+    return sorted(p.name for p in directory.glob("*.png"))

@@ -22,7 +22,7 @@ ROOT = Path(linkai_images.__file__).parent
 #: ``linkai_images``: a top-level module, or a subpackage and everything in it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"_exceptions", "_version"}),
-    frozenset({"_config", "_catalog", "_display"}),
+    frozenset({"_config", "_catalog", "_display", "_failures"}),
     frozenset({"_models", "_pacing"}),
     frozenset({"_retry", "_inputs"}),
     frozenset({"_telemetry"}),

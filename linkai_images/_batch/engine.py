@@ -49,15 +49,19 @@ from .._exceptions import (
     AuthenticationError,
     BatchAbortedError,
     BatchError,
+    CheckpointError,
     InsufficientCreditsError,
     RequestValidationError,
+    UncertainRequestError,
 )
 from .._models import BatchItem, BatchResults, ImageRequest, ImageResponse, ImageStore, RequestLike
 from .._telemetry import BatchTrace, Telemetry
 from .checkpoint import (
     Checkpoint,
+    Uncertain,
     failure_record,
     fingerprint,
+    intent_record,
     response_from_record,
     success_record,
 )
@@ -162,7 +166,7 @@ def _placeholder(raw: object) -> ImageRequest:
 
 
 def _invalid(index: int, exc: Exception) -> RequestValidationError:
-    error = RequestValidationError(f"request {index}: {exc}")
+    error = RequestValidationError(f"requests[{index}]: {exc}")
     error.__cause__ = exc
     return error
 
@@ -231,11 +235,12 @@ class _Engine:
         workers: int,
         checked: bool,
         tracker: Tracker | None,
-        checkpoint: CheckpointPath,
+        checkpoint: CheckpointPath | Checkpoint,
         prices: PriceArg = None,
         max_cost: float | None = None,
         operation: str,
         size: int | None,
+        resend_uncertain: bool = False,
     ) -> None:
         self.client = client
         self.source = source
@@ -243,8 +248,11 @@ class _Engine:
         self._workers = workers
         self._checked = checked
         self._tracker = tracker
-        self._checkpoint_path = checkpoint
-        self._checkpoint: Checkpoint | None = None
+        self._resend_uncertain = resend_uncertain
+        # A Checkpoint object is the caller's (the command line's): opened and closed by it.
+        self._own_checkpoint = not isinstance(checkpoint, Checkpoint)
+        self._checkpoint_path = None if isinstance(checkpoint, Checkpoint) else checkpoint
+        self._checkpoint = checkpoint if isinstance(checkpoint, Checkpoint) else None
         self._abort: AuthenticationError | InsufficientCreditsError | None = None
         self._cap_args = (prices, max_cost) if max_cost is not None else None
         self.cap: CostCap | None = None
@@ -267,7 +275,6 @@ class _Engine:
         starts and ``pump`` returns when those in flight have settled.
         """
         await self.open_checkpoint()
-        checkpoint = self._checkpoint
         if not self._traced:  # the batch's span opens with its first request
             self._traced = True
             self._trace = self.client._telemetry.batch(
@@ -275,14 +282,9 @@ class _Engine:
             )
         with contextlib.nullcontext() if self._trace is None else self._trace.current():
             # The workers start in the batch's span: each call's span is its child.
-            async with anyio.create_task_group() as tg:
-                if checkpoint is not None:
-                    await tg.start(checkpoint.run_writer)
-                async with anyio.create_task_group() as workers:
-                    for _ in range(self._workers):
-                        workers.start_soon(self._work, sink, stop)
-                if checkpoint is not None:
-                    checkpoint.finish()
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._workers):
+                    workers.start_soon(self._work, sink, stop)
 
     async def run(self, sink: _Sink) -> None:
         """Settle every request of the input, then release the checkpoint and the bar."""
@@ -296,7 +298,7 @@ class _Engine:
         if self._trace is not None:
             self._trace.end()
         try:
-            if self._checkpoint is not None:
+            if self._checkpoint is not None and self._own_checkpoint:
                 await self._checkpoint.aclose()
         finally:
             if self._tracker is not None:
@@ -307,7 +309,7 @@ class _Engine:
         if self._trace is not None:
             self._trace.end()
         try:
-            if self._checkpoint is not None:
+            if self._checkpoint is not None and self._own_checkpoint:
                 self._checkpoint.close_now()
         finally:
             if self._tracker is not None:
@@ -334,30 +336,44 @@ class _Engine:
                 request = raw if isinstance(raw, ImageRequest) else _placeholder(raw)
                 return await self._unsent(index, request, _invalid(index, exc))
         checkpoint = self._checkpoint
-        fp = None
+        fp = earlier = None
         if checkpoint is not None:
             try:
                 fp = await fingerprint(request)
             except Exception:  # an unreadable reference: sent (and failing) as usual
                 fp = None
-            record = checkpoint.take(fp) if fp is not None else None
-            if record is not None:
-                response = response_from_record(record, self.client._store())
-                if self._trace is not None:
-                    self._trace.restored += 1
-                if tracker is not None:
-                    tracker.on_skipped(index, response)
-                await anyio.lowlevel.checkpoint()
-                return BatchItem(index=index, request=request, response=response)
+            if fp is not None:
+                record = checkpoint.take(fp)
+                if record is not None:
+                    response = response_from_record(record, self.client._store())
+                    if self._trace is not None:
+                        self._trace.restored += 1
+                    if tracker is not None:
+                        tracker.on_skipped(index, response)
+                    await anyio.lowlevel.checkpoint()
+                    return BatchItem(
+                        index=index, request=request, response=response, fingerprint=fp
+                    )
+                earlier = checkpoint.take_uncertain(fp)
+                if earlier is not None and not self._resend_uncertain:
+                    error = UncertainRequestError(earlier.previous_error)
+                    return await self._unsent(index, request, error, fp)
         if self._abort is not None:  # after the checkpoint: a result already paid for still counts
-            return await self._unsent(index, request, BatchAbortedError(self._abort))
+            return await self._unsent(index, request, BatchAbortedError(self._abort), fp)
         if self.cap is not None:  # a spending cap: reserve this request's estimated cost
             try:
                 refused = self.cap.admit(request)
             except RequestValidationError as exc:  # no price for it (generate_many checked all)
-                return await self._unsent(index, request, _invalid(index, exc))
+                return await self._unsent(index, request, _invalid(index, exc), fp)
             if refused is not None:
-                return await self._unsent(index, request, refused)
+                return await self._unsent(index, request, refused, fp)
+        journal_id = None
+        if checkpoint is not None and fp is not None:
+            journal_id = checkpoint.new_id(index)
+            try:
+                await self._intent(checkpoint, journal_id, fp, index, request, earlier)
+            except CheckpointError as exc:
+                return await self._unsent(index, request, exc, fp)
 
         hook = None
         if tracker is not None:
@@ -371,22 +387,47 @@ class _Engine:
         except Exception as exc:
             if isinstance(exc, _ACCOUNT_ERRORS) and self._abort is None:
                 self._abort = exc
-            if checkpoint is not None and fp is not None:
-                checkpoint.add(failure_record(fp, index, exc))
+            if checkpoint is not None and fp is not None and journal_id is not None:
+                await _outcome(checkpoint, failure_record(journal_id, fp, index, exc))
             if tracker is not None:
                 tracker.on_failed(index, exc, sent=True)
-            return BatchItem(index=index, request=request, error=exc)
-        if checkpoint is not None and fp is not None:
-            checkpoint.add(success_record(fp, index, response))
+            return BatchItem(index=index, request=request, error=exc, fingerprint=fp)
+        if checkpoint is not None and fp is not None and journal_id is not None:
+            # On disk before anyone downloads: a crash from here on never pays again.
+            await _outcome(checkpoint, success_record(journal_id, fp, index, response))
         if tracker is not None:
             tracker.on_succeeded(index, response)
-        return BatchItem(index=index, request=request, response=response)
+        return BatchItem(index=index, request=request, response=response, fingerprint=fp)
 
-    async def _unsent(self, index: int, request: ImageRequest, error: Exception) -> BatchItem:
+    @staticmethod
+    async def _intent(
+        checkpoint: Checkpoint,
+        journal_id: str,
+        fp: str,
+        index: int,
+        request: ImageRequest,
+        earlier: Uncertain | None,
+    ) -> None:
+        """Journal that the request is about to be sent; it is sent only once this is on disk."""
+        resends = earlier.id if earlier is not None else None
+        try:
+            await checkpoint.write(intent_record(journal_id, fp, index, request, resends=resends))
+        except CheckpointError as exc:
+            raise CheckpointError(f"not sent: {exc}") from exc.__cause__
+
+    async def _unsent(
+        self, index: int, request: ImageRequest, error: Exception, fp: str | None = None
+    ) -> BatchItem:
         if self._tracker is not None:
             self._tracker.on_failed(index, error, sent=False)
         await anyio.lowlevel.checkpoint()  # nothing awaited otherwise: stay cancellable
-        return BatchItem(index=index, request=request, error=error)
+        return BatchItem(index=index, request=request, error=error, fingerprint=fp)
+
+
+async def _outcome(checkpoint: Checkpoint, record: dict[str, Any]) -> None:
+    """Journal an outcome; a write error is kept by the checkpoint and warned about at close."""
+    with contextlib.suppress(CheckpointError):
+        await checkpoint.write(record)
 
 
 async def materialize(requests: RequestSource) -> list[Any]:
@@ -407,11 +448,11 @@ async def _check_all(client: BatchClient, raws: list[Any]) -> list[ImageRequest]
             await anyio.lowlevel.checkpoint()
     if bad:
         index, first = bad[0]
-        message = f"request {index}: {first}"
+        message = f"requests[{index}]: {first}"
         if len(bad) > 1:
             others = ", ".join(str(i) for i, _ in bad[1 : _MAX_LISTED + 1])
             more = "" if len(bad) <= _MAX_LISTED + 1 else ", ..."
-            message += f" (and {len(bad) - 1} more invalid: requests {others}{more})"
+            message += f" (and {len(bad) - 1} more invalid, at indices {others}{more})"
         raise RequestValidationError(f"nothing was sent: {message}") from first
     return checked
 
@@ -447,6 +488,7 @@ async def generate_many(
     checkpoint: CheckpointPath = None,
     prices: PriceArg = None,
     max_cost: float | None = None,
+    resend_uncertain: bool = False,
 ) -> list[Any]:
     """Run a batch to the end; see ``BatchClient.generate_many``."""
     bound = resolve_concurrency(client, concurrency)
@@ -472,6 +514,7 @@ async def generate_many(
         checkpoint=checkpoint,
         operation="generate_many",
         size=len(checked),
+        resend_uncertain=resend_uncertain,
     )
     engine.cap = cap
     await engine.run(store)
@@ -640,11 +683,15 @@ def as_completed(
     *,
     concurrency: int | None = None,
     progress: ProgressArg = None,
-    checkpoint: CheckpointPath = None,
+    checkpoint: CheckpointPath | Checkpoint = None,
     prices: PriceArg = None,
     max_cost: float | None = None,
+    resend_uncertain: bool = False,
 ) -> BatchIterator:
-    """Build the iterator of ``BatchClient.as_completed``."""
+    """Build the iterator of ``BatchClient.as_completed``.
+
+    ``checkpoint`` may also be a ``Checkpoint`` the caller opened (and closes).
+    """
     bound = resolve_concurrency(client, concurrency)
     check_source(requests)
     _check_cap_args(prices, max_cost)
@@ -661,5 +708,6 @@ def as_completed(
         max_cost=max_cost,
         operation="as_completed",
         size=total,
+        resend_uncertain=resend_uncertain,
     )
     return BatchIterator(engine)

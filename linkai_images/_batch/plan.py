@@ -24,8 +24,9 @@ import attrs
 
 from .._catalog import get_model
 from .._models import ImageRequest
-from .checkpoint import _fingerprint, _read_successes
+from .checkpoint import read_journal
 from .engine import BatchClient, CheckpointPath, RequestSource, check_source, materialize
+from .fingerprint import _fingerprint
 from .prices import PriceArg, Prices, to_prices
 
 __all__ = [
@@ -295,7 +296,8 @@ def answered_by_checkpoint(
         content = Path(path).read_bytes()
     except FileNotFoundError:
         return [False] * len(requests)
-    available = {fp: len(records) for fp, records in _read_successes(content, Path(path)).items()}
+    successes = read_journal(content, Path(path)).successes
+    available = {fp: len(records) for fp, records in successes.items()}
     answered = []
     for request in requests:
         fp = _fingerprint(request)

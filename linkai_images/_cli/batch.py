@@ -13,8 +13,9 @@ from .._outputs.manifest import MANIFEST_NAME
 from .batch_file import read_batch_file
 from .dry_run import print_dry_run
 from .options import CommandError, client_options, count
-from .run import CHECKPOINT_NAME, Job, Report, print_summary, run_jobs
+from .run import CHECKPOINT_NAME, Job, Report, run_jobs
 from .shard import parse_shard
+from .summary import failure_counts, print_summary
 
 __all__ = ["DEFAULT_BATCH_CONCURRENCY", "add_command"]
 
@@ -71,6 +72,12 @@ def add_command(
         action="store_true",
         help="save the images exactly as served, without the prompt and parameters "
         "written into each PNG",
+    )
+    batch.add_argument(
+        "--resend-uncertain",
+        action="store_true",
+        help="send again the requests an earlier run sent without getting their image "
+        "(they may have been billed already, so each may be paid twice)",
     )
     batch.set_defaults(run=run)
 
@@ -145,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
                 provenance=not args.no_provenance,
                 prices=prices,
                 max_cost=args.max_cost,
+                resend_uncertain=args.resend_uncertain,
             )
 
     report = anyio.run(batch)
@@ -152,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     print_summary(report, args.out, checkpoint=True, checkpoint_name=checkpoint_name, secret=secret)
     if report.failed:
         raise CommandError(
-            f"{len(report.failed)} of {report.total} requests failed; run the same command "
-            "again to retry them (the others are not sent again)"
+            f"{len(report.failed)} of {report.total} requests failed ({failure_counts(report)}); "
+            "the summary above says what to do about each kind"
         )
     return 0

@@ -31,7 +31,8 @@ from .._exceptions import APIStatusError
 from .._models import ImageRequest
 from .._retry import RetryPolicy
 from .options import count
-from .run import Job, Report, print_summary, run_jobs
+from .run import Job, Report, run_jobs
+from .summary import print_summary
 
 if TYPE_CHECKING:
     from ..testing import FakeLinkAI

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import anyio
 
 from .._client import AsyncImageClient
+from .._exceptions import DownloadError
+from .._models import GeneratedImage
 from .._outputs.download import safe_filename
 from .._retry import RetryEvent
-from .options import PROG, client_options
-from .run import describe_error, slug
+from .errors import describe_error
+from .options import PROG, CommandError, client_options
+from .run import slug
 
 __all__ = ["add_command", "output_paths"]
 
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    async def generate() -> list[Path]:
+    async def generate() -> tuple[list[Path], list[tuple[GeneratedImage, Exception]]]:
         async with AsyncImageClient(**options, on_retry=on_retry) as client:
             response = await client.generate(
                 args.prompt,
@@ -84,9 +90,41 @@ def run(args: argparse.Namespace) -> int:
             first = response.data[0].url
             extension = Path(safe_filename(first)).suffix if first else ".png"
             paths = output_paths(args.output, args.prompt, len(response.data), extension)
-            pairs = zip(response.data, paths, strict=True)
-            return [await image.save(path) for image, path in pairs]
+            return await _save(zip(response.data, paths, strict=True))
 
-    for path in anyio.run(generate):
+    saved, lost = anyio.run(generate)
+    for path in saved:
         print(path)
+    if lost:
+        # Paid for and not on disk: the image must not be lost with the error.
+        for image, _ in lost:
+            print(image.url)
+        many = len(lost) > 1
+        raise CommandError(
+            f"{'images were' if many else 'the image was'} generated (and billed) but not saved: "
+            f"{describe_error(lost[0][1])}; {'their URLs are' if many else 'its URL is'} printed "
+            "above: download from there, or save into another place"
+        )
     return 0
+
+
+async def _save(
+    pairs: Iterable[tuple[GeneratedImage, Path]],
+) -> tuple[list[Path], list[tuple[GeneratedImage, Exception]]]:
+    """Save each image; an image that cannot be saved is kept, with its error, for the report.
+
+    An inline image (no URL to print) that cannot be saved where asked goes
+    to the temporary directory instead.
+    """
+    saved: list[Path] = []
+    lost: list[tuple[GeneratedImage, Exception]] = []
+    for image, path in pairs:
+        try:
+            saved.append(await image.save(path))
+        except (DownloadError, OSError) as exc:
+            if image.url is None:
+                with contextlib.suppress(DownloadError, OSError):
+                    saved.append(await image.save(Path(tempfile.gettempdir()) / path.name))
+                    continue
+            lost.append((image, exc))
+    return saved, lost

@@ -26,8 +26,8 @@ from .._exceptions import LinkAIError
 from .._version import __version__
 from . import batch, demo, gallery, generate, models
 from .batch_file import BatchFileError
+from .errors import describe_error, redact
 from .options import PROG, CommandError, api_options
-from .run import describe_error, redact
 
 __all__ = ["build_parser", "main"]
 

@@ -1,17 +1,22 @@
-"""Running numbered requests for the command line: progress, saving as they land, the summary.
+"""Running numbered requests for the command line: progress, and saving as they land.
 
 ``linkai-images batch`` and ``linkai-images demo`` both end here. The
-requests go through ``client.as_completed`` (the SDK's batch engine: a
-bounded pool, retries, the checkpoint), and each image is saved into the
+requests go through the SDK's batch engine (``as_completed``: a bounded
+pool, retries, the crash-safe checkpoint), and each image is saved into the
 output directory as soon as its request completes, under a stable name
 derived from the request's number (``0007-a-red-fox.png``). A request
 answered from the checkpoint whose files are already on disk is neither
-sent nor downloaded again.
+sent nor downloaded again; one whose files are missing is downloaded from
+the URLs on file, not generated again.
+
+With a checkpoint, the run holds its lock from start to end: first it
+removes the ``.part`` files that saves killed mid-download left behind, and
+after each save it journals where the images went (a *saved* record).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import sys
 import time
@@ -21,33 +26,25 @@ from typing import TextIO
 import anyio
 import attrs
 
+from .._batch.checkpoint import Checkpoint, saved_record
+from .._batch.engine import as_completed
 from .._batch.prices import Prices
 from .._batch.progress import ProgressEvent, TqdmProgress
 from .._client import AsyncImageClient
-from .._exceptions import (
-    APIConnectionError,
-    APIStatusError,
-    AuthenticationError,
-    BatchAbortedError,
-    CostLimitError,
-    DownloadError,
-    ModelNotAvailableError,
-)
-from .._models import ImageRequest, ImageResponse
-from .._outputs.download import safe_filename
+from .._exceptions import CheckpointError, DownloadError
+from .._models import BatchItem, ImageRequest, ImageResponse
+from .._outputs.download import remove_stale_parts, safe_filename
 from .._outputs.gallery import GallerySummary
 from .._outputs.manifest import MANIFEST_NAME, failure_row
 from .._outputs.recorder import OutputRecorder
 from .._retry import RetryEvent
+from .errors import describe_error
 
 __all__ = [
     "CHECKPOINT_NAME",
     "Job",
     "Report",
-    "describe_error",
     "image_paths",
-    "print_summary",
-    "redact",
     "run_jobs",
     "slug",
 ]
@@ -58,8 +55,6 @@ CHECKPOINT_NAME = ".linkai-checkpoint.jsonl"
 PROGRESS_INTERVAL = 2.0
 #: Saves waiting or running at once; the downloader bounds the connections itself.
 _SAVES_IN_FLIGHT = 32
-#: Failures listed one per line in the summary; the rest are counted.
-_MAX_LISTED = 10
 _SLUG_LENGTH = 40
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -175,9 +170,10 @@ async def run_jobs(
     provenance: bool = True,
     prices: Prices | None = None,
     max_cost: float | None = None,
+    resend_uncertain: bool = False,
     stream: TextIO | None = None,
 ) -> Report:
-    """Run ``jobs`` through ``client.as_completed``, saving each image as its request completes.
+    """Run ``jobs`` through the batch engine, saving each image as its request completes.
 
     Args:
         client: the client (its ``max_concurrency`` at least ``concurrency``).
@@ -185,8 +181,9 @@ async def run_jobs(
         directory: where the images go (created if missing).
         concurrency: requests in flight at once.
         progress: show progress on ``stream``.
-        checkpoint: journal results in ``directory/.linkai-checkpoint.jsonl``
-            and answer requests already there without sending them.
+        checkpoint: journal the requests in ``directory/checkpoint_name``,
+            answer those already done from it, and leave those an earlier
+            run may have paid for unsent (uncertain).
         checkpoint_name: the checkpoint's file name (a shard has its own).
         manifest_name: the manifest's file name (a shard has its own); the
             run ends by merging every manifest of ``directory`` into
@@ -194,21 +191,65 @@ async def run_jobs(
         provenance: write each request's prompt and parameters into its PNGs.
         prices: what one image costs (needed by ``max_cost``).
         max_cost: stop starting requests once their estimated cost would pass it.
+        resend_uncertain: send the uncertain requests anyway.
         stream: where progress goes; default ``sys.stderr``.
 
     Returns:
         The counts, the files saved, the failures and the retries.
+
+    Raises:
+        CheckpointError: another run holds the output directory's checkpoint.
     """
     started = time.monotonic()
     await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-    display = _Display(len(jobs), show=progress, stream=stream or sys.stderr)
+    journal = await Checkpoint.open(directory / checkpoint_name) if checkpoint else None
+    try:
+        if journal is not None:
+            # Under the lock: no other run saves these names (shards own disjoint numbers).
+            numbers = {f"{job.number:04d}" for job in jobs}
+            await remove_stale_parts(directory, lambda name: name.partition("-")[0] in numbers)
+        return await _run(
+            client,
+            jobs,
+            directory,
+            journal,
+            concurrency=concurrency,
+            display=_Display(len(jobs), show=progress, stream=stream or sys.stderr),
+            manifest_name=manifest_name,
+            provenance=provenance,
+            prices=prices,
+            max_cost=max_cost,
+            resend_uncertain=resend_uncertain,
+            started=started,
+        )
+    finally:
+        if journal is not None:
+            await journal.aclose()
+
+
+async def _run(
+    client: AsyncImageClient,
+    jobs: list[Job],
+    directory: Path,
+    journal: Checkpoint | None,
+    *,
+    concurrency: int,
+    display: _Display,
+    manifest_name: str,
+    provenance: bool,
+    prices: Prices | None,
+    max_cost: float | None,
+    resend_uncertain: bool,
+    started: float,
+) -> Report:
     report = Report(total=len(jobs))
     saves = anyio.Semaphore(_SAVES_IN_FLIGHT)
     recorder = await OutputRecorder.open(
         directory, provenance=provenance, manifest_name=manifest_name
     )
 
-    async def save(job: Job, response: ImageResponse, from_checkpoint: bool) -> None:
+    async def save(job: Job, item: BatchItem, response: ImageResponse) -> None:
+        from_checkpoint = item.index in display.skipped
         try:
             paths = image_paths(directory, job, response)
             if from_checkpoint and all([await anyio.Path(p).is_file() for p in paths]):
@@ -221,6 +262,13 @@ async def run_jobs(
                     text = await recorder.text(job.number, job.request, response, position)
                     await image.save(path, provenance=text)
                     await recorder.record(job.number, path, job.request, response, position)
+                if journal is not None and item.fingerprint is not None:
+                    pairs = [
+                        (image.url, path.name)
+                        for image, path in zip(response.data, paths, strict=True)
+                    ]
+                    with contextlib.suppress(CheckpointError):  # warned about at close
+                        await journal.write(saved_record(item.fingerprint, item.index, pairs))
             report.saved.extend((job, path) for path in paths)
             if from_checkpoint:
                 report.skipped += 1
@@ -231,16 +279,17 @@ async def run_jobs(
         finally:
             saves.release()
 
-    journal = directory / checkpoint_name if checkpoint else None
     try:
         async with anyio.create_task_group() as tg:
-            batch = client.as_completed(
+            batch = as_completed(
+                client,
                 [job.request for job in jobs],
                 concurrency=concurrency,
                 progress=display,
                 checkpoint=journal,
                 prices=prices,
                 max_cost=max_cost,
+                resend_uncertain=resend_uncertain,
             )
             async with batch as results:
                 async for item in results:
@@ -249,7 +298,7 @@ async def run_jobs(
                         report.failed.append((job, item.error or RuntimeError("no result")))
                         continue
                     await saves.acquire()
-                    tg.start_soon(save, job, item.response, item.index in display.skipped)
+                    tg.start_soon(save, job, item, item.response)
     finally:
         report.retries = [(jobs[index], event) for index, event in display.retries]
         report.failed.sort(key=lambda failure: failure[0].number)
@@ -261,83 +310,3 @@ async def run_jobs(
         report.gallery = await recorder.finish(failures)
         report.elapsed = time.monotonic() - started
     return report
-
-
-def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (the API key) masked, should it ever appear."""
-    if secret and len(secret) >= 4:
-        return text.replace(secret, "****")
-    return text
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line for a user: what failed and, where it helps, what to do."""
-    if isinstance(exc, APIStatusError):
-        text = f"the API refused the request ({exc.status_code}): {exc.message}"
-        if isinstance(exc, AuthenticationError):
-            text += "; check --api-key or LINKAI_API_KEY"
-        elif isinstance(exc, ModelNotAvailableError):
-            text += "; `linkai-images models` lists the known models"
-        return text
-    if isinstance(exc, APIConnectionError):
-        return f"no answer from the API: {exc.message}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def print_summary(
-    report: Report,
-    directory: Path,
-    *,
-    checkpoint: bool,
-    checkpoint_name: str = CHECKPOINT_NAME,
-    secret: str | None = None,
-    stream: TextIO | None = None,
-) -> None:
-    """Print the end-of-run summary: counts, where the files are, what failed."""
-    out = stream or sys.stdout
-    print(
-        f"done {report.done}, failed {len(report.failed)}, skipped (checkpoint) "
-        f"{report.skipped}, retried {len(report.retries)}, elapsed {report.elapsed:.1f} s",
-        file=out,
-    )
-    kept = f"; {report.kept} already saved by an earlier run" if report.kept else ""
-    print(f"images: {_shown(directory)}{os.sep} ({len(report.saved)} files{kept})", file=out)
-    if checkpoint:
-        print(f"checkpoint: {_shown(directory / checkpoint_name)}", file=out)
-    if report.gallery is not None:
-        print(
-            f"manifest: {_shown(report.gallery.manifest)}; gallery: {_shown(report.gallery.path)}",
-            file=out,
-        )
-    if not report.failed:
-        return
-    print("failed:", file=out)
-    aborted = [job for job, exc in report.failed if isinstance(exc, BatchAbortedError)]
-    capped = [exc for _, exc in report.failed if isinstance(exc, CostLimitError)]
-    unsent = (BatchAbortedError, CostLimitError)
-    listed = [(job, exc) for job, exc in report.failed if not isinstance(exc, unsent)]
-    for job, exc in listed[:_MAX_LISTED]:
-        print(f"  {job.label}: {redact(describe_error(exc), secret)}", file=out)
-    if len(listed) > _MAX_LISTED:
-        print(f"  ... and {len(listed) - _MAX_LISTED} more", file=out)
-    if aborted:
-        print(
-            f"  {len(aborted)} not sent: the batch stopped after the account-level error above",
-            file=out,
-        )
-    if capped:
-        print(
-            f"  {len(capped)} not sent: the estimated cost would pass --max-cost "
-            f"{capped[0].max_cost:g} ({capped[0].spent:g} sent); run again with a higher cap "
-            "to send them",
-            file=out,
-        )

@@ -13,7 +13,7 @@ import mimetypes
 import os
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "DOWNLOAD_RETRY_POLICY",
     "Downloader",
+    "remove_stale_parts",
     "safe_filename",
     "standalone_store",
 ]
@@ -59,6 +60,8 @@ _EXTENSIONS = {
     "image/gif": ".gif",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: The temporary file a save streams into: ``.NAME.<8 hex>.part`` beside ``NAME``.
+_PART = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part")
 
 
 def safe_filename(url: str, content_type: str | None = None) -> str:
@@ -262,7 +265,7 @@ async def _destination(target: Path, url: str, content_type: str | None) -> Path
 
 async def _atomic_write(dest: Path, chunks: AsyncGenerator[bytes, None]) -> None:
     """Stream into a hidden temporary file beside ``dest``, then rename it into place."""
-    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    temp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")  # see _PART
     try:
         async with await anyio.open_file(temp, "wb") as handle, aclosing(chunks):
             async for chunk in chunks:
@@ -272,6 +275,46 @@ async def _atomic_write(dest: Path, chunks: AsyncGenerator[bytes, None]) -> None
         with anyio.CancelScope(shield=True):
             await anyio.Path(temp).unlink(missing_ok=True)
         raise
+
+
+async def remove_stale_parts(
+    directory: str | os.PathLike[str], owned: Callable[[str], bool] | None = None
+) -> int:
+    """Delete the temporary files that saves killed mid-download left in ``directory``.
+
+    Only names a save writes (``.NAME.<8 hex>.part``) are touched, and only
+    directly in ``directory``. Call it while nothing else saves those names
+    (the command line holds the checkpoint's lock).
+
+    Args:
+        directory: the output directory.
+        owned: given ``NAME`` (the file the save was writing), whether it is
+            the caller's to clean; default all. Runs sharing a directory
+            (shards) each clean only their own names.
+
+    Returns:
+        How many files were removed.
+    """
+
+    def remove() -> int:
+        removed = 0
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            match = _PART.fullmatch(entry.name)
+            if match is None or (owned is not None and not owned(match.group(1))):
+                continue
+            if entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        return removed
+
+    return await anyio.to_thread.run_sync(remove)
 
 
 class _StandaloneStore:

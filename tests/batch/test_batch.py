@@ -88,7 +88,7 @@ async def test_every_request_is_checked_before_any_is_sent(
     requests: list[object] = [f"p{i}" for i in range(50)]
     requests[37] = {"prompt": "x", "size": "3K"}
     requests[41] = "   "
-    with pytest.raises(RequestValidationError, match=r"request 37: .*3K") as info:
+    with pytest.raises(RequestValidationError, match=r"requests\[37\]: .*3K") as info:
         await client.generate_many(requests)  # type: ignore[arg-type]
     assert "41" in str(info.value)
     assert 0 == fake.request_count

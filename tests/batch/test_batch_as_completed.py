@@ -203,7 +203,7 @@ async def test_invalid_lazy_request_is_an_item_error(
         by_index = {item.index: item async for item in items}
     assert [True, False, False, True] == [by_index[i].ok for i in range(4)]
     assert isinstance(by_index[1].error, RequestValidationError)
-    assert "request 1" in str(by_index[1].error)
+    assert str(by_index[1].error).startswith("requests[1]: ")
     assert "p1" == by_index[1].request.prompt
     assert isinstance(by_index[2].error, RequestValidationError)
     assert 2 == fake.request_count

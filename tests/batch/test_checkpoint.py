@@ -14,6 +14,7 @@ from linkai_images import (
     CheckpointError,
     ImageRequest,
     ImageResponse,
+    UncertainRequestError,
 )
 from linkai_images._batch.checkpoint import Checkpoint, fingerprint
 from linkai_images._batch.progress import ProgressEvent
@@ -23,7 +24,13 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
 
 
 def records(path: Path) -> list[dict[str, object]]:
+    """Every record of a journal, in file order."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def outcomes(path: Path) -> list[dict[str, object]]:
+    """The outcome records (success or failure) of a journal, in file order."""
+    return [record for record in records(path) if "ok" in record]
 
 
 async def test_rerun_skips_successes_retries_failures_and_tolerates_a_torn_line(
@@ -36,9 +43,9 @@ async def test_rerun_skips_successes_retries_failures_and_tolerates_a_torn_line(
     fake.fail(Fault.status(500), prompt="p4")
     first = await client.generate_many(prompts, return_exceptions=True, checkpoint=journal)
     assert [True, True, False, True, False, True] == [isinstance(r, ImageResponse) for r in first]
-    assert 6 == len(records(journal))
+    assert 6 == len(outcomes(journal))
     # A killed run left half a record behind, with no newline.
-    whole = journal.read_text().splitlines()[0]
+    whole = journal.read_text().splitlines()[-1]
     with journal.open("a") as file:
         file.write(whole[: len(whole) // 2])
 
@@ -53,10 +60,10 @@ async def test_rerun_skips_successes_retries_failures_and_tolerates_a_torn_line(
             assert earlier.urls == by_prompt[prompt].urls
             assert earlier.created == by_prompt[prompt].created
     assert 4 == sum(event.kind == "skipped" for event in events)
-    # The torn line stays on its own; the records after it parse.
+    # The torn line stays on its own; the records after it parse (two intents, two outcomes).
     lines = journal.read_text().splitlines()
-    assert whole[: len(whole) // 2] == lines[6]
-    assert [True, True] == [json.loads(line)["ok"] for line in lines[7:]]
+    assert whole[: len(whole) // 2] == lines[12]
+    assert [True, True] == [json.loads(line)["ok"] for line in lines[13:] if "ok" in line]
     # Rebuilt responses read their image through the client, from the fake CDN.
     png = await by_prompt["p0"].data[0].read()
     assert png.startswith(b"\x89PNG")
@@ -65,17 +72,23 @@ async def test_rerun_skips_successes_retries_failures_and_tolerates_a_torn_line(
 async def test_the_journal_records_successes_and_failures(
     client: AsyncImageClient, fake: FakeLinkAI, tmp_path: Path
 ) -> None:
-    """Each settled request is one line: fingerprint, index, URLs and attempts, or the error."""
+    """Each request is an intent line, then an outcome: URLs and attempts, or the error."""
     journal = tmp_path / "run.jsonl"
     fake.fail(Fault.status(503), prompt="ok")
     fake.fail(Fault.status(500), prompt="bad")
     await client.generate_many(["ok", "bad"], return_exceptions=True, checkpoint=journal)
-    ok, bad = sorted(records(journal), key=lambda record: record["index"])  # type: ignore[arg-type, return-value]
-    assert {"v", "fp", "index", "ok", "model", "images", "created", "attempts"} <= set(ok)
+    written = records(journal)
+    intents = {record["id"]: record for record in written if record.get("intent")}
+    assert [True, True] == [written.index(intent) < 2 for intent in intents.values()]
+    ok, bad = sorted(outcomes(journal), key=lambda record: record["index"])  # type: ignore[arg-type, return-value]
+    assert {"v", "id", "fp", "index", "ok", "model", "images", "created", "attempts"} <= set(ok)
+    assert ("ok", "gpt-image-2", ok["fp"]) == tuple(
+        intents[ok["id"]][key] for key in ("prompt", "model", "fp")
+    )
     assert (0, True, 2, "gpt-image-2") == (ok["index"], ok["ok"], ok["attempts"], ok["model"])
     assert ok["images"][0]["url"].startswith("http://")  # type: ignore[index]
     assert ok["fp"] == await fingerprint(ImageRequest(prompt="ok", model="gpt-image-2"))
-    assert (1, False) == (bad["index"], bad["ok"])
+    assert (1, False, False) == (bad["index"], bad["ok"], bad["uncertain"])
     assert {"type": "InternalServerError", "status_code": 500, "attempts": 1} == {
         key: value
         for key, value in bad["error"].items()  # type: ignore[attr-defined]
@@ -224,7 +237,7 @@ async def test_records_of_other_versions_and_garbage_are_ignored(tmp_path: Path)
 async def test_a_cancelled_batch_journals_what_settled_before(
     client: AsyncImageClient, fake: FakeLinkAI, tmp_path: Path
 ) -> None:
-    """Cancel a batch mid-way: the requests that settled are on file, and a rerun skips them."""
+    """Cancel a batch mid-way: what settled is on file; what was in flight is uncertain."""
     journal = tmp_path / "run.jsonl"
     fake.fail(Fault.hang(60), prompt="stuck")
     prompts = ["a", "b", "c", "stuck"]
@@ -246,8 +259,13 @@ async def test_a_cancelled_batch_journals_what_settled_before(
             with anyio.fail_after(10):
                 await settled.wait()
             scope.cancel()
-    assert {"a", "b", "c"} == {prompts[r["index"]] for r in records(journal)}  # type: ignore[index]
-    results = await client.generate_many(prompts, checkpoint=journal)
+    assert {"a", "b", "c"} == {prompts[r["index"]] for r in outcomes(journal)}  # type: ignore[index]
+    # "stuck" was sent and never answered: it may be billed, so a rerun does not send it...
+    again = await client.generate_many(prompts, checkpoint=journal, return_exceptions=True)
+    assert [1, 1, 1, 1] == [fake.attempts(p) for p in prompts]
+    assert isinstance(again[3], UncertainRequestError)
+    # ...until asked to.
+    results = await client.generate_many(prompts, checkpoint=journal, resend_uncertain=True)
     assert [1, 1, 1, 2] == [fake.attempts(p) for p in prompts]
     assert 4 == len(results)
 

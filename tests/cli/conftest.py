@@ -1,15 +1,12 @@
-"""Fixtures of the command-line tests: run ``main`` in process, point it at the loopback fake."""
+"""Fixtures of the command-line tests: the CLI run in process, pointed at the loopback fake."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
+from helpers import Run
 
 from linkai_images._cli.main import main
 from linkai_images.testing import FakeServer
-
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture

@@ -8,38 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import Run, error_line, pngs, write_jsonl
 
 from linkai_images import CATALOG, AsyncImageClient, __version__, set_testing
 from linkai_images._cli.generate import output_paths
 from linkai_images._cli.main import main
 from linkai_images._cli.run import CHECKPOINT_NAME, slug
 from linkai_images.testing import FakeLinkAI, FakeServer, Fault, make_png, png_size
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-def error_line(err: str) -> str:
-    """The single line of a user error on stderr (and proof that there is only one)."""
-    lines = err.strip().splitlines()
-    assert 1 == len(lines), err
-    assert lines[0].startswith("linkai-images: error: "), err
-    return lines[0]
-
-
-def write_jsonl(path: Path, *lines: object) -> Path:
-    """A JSON Lines file; ``""`` stays a blank line."""
-    path.write_text("\n".join("" if line == "" else json.dumps(line) for line in lines) + "\n")
-    return path
-
-
-def pngs(directory: Path) -> list[str]:
-    """The names of the PNG files in ``directory``, sorted."""
-    return sorted(p.name for p in directory.glob("*.png"))
-
 
 # --- generate ---------------------------------------------------------------------
 
@@ -126,7 +104,7 @@ def test_batch_jsonl_writes_one_file_per_line(cli: Run, api: list[str], tmp_path
     expected = ["0001-a-lighthouse.png", "0003-a-red-fox.png", "0004-an-owl.png"]
     assert expected == pngs(out_dir)
     assert (256, 256) == png_size((out_dir / "0003-a-red-fox.png").read_bytes())
-    assert "done 3, failed 0, skipped (checkpoint) 0, retried 0" in out
+    assert "done 3, failed 0, uncertain 0, skipped (checkpoint) 0, retried 0" in out
     assert (out_dir / CHECKPOINT_NAME).is_file()
 
 
@@ -176,7 +154,7 @@ def test_batch_resumes_without_resending_done_requests(
     assert (0, "") == (status, err)
     assert [1, 2, 1] == [fake.attempts(p) for p in ("p1", "p2", "p3")]
     assert downloads + 1 == len(fake.cdn_requests)
-    assert "done 1, failed 0, skipped (checkpoint) 2" in out
+    assert "done 1, failed 0, uncertain 0, skipped (checkpoint) 2" in out
     assert ["0001-p1.png", "0002-p2.png", "0003-p3.png"] == pngs(tmp_path / "out")
 
 
@@ -195,8 +173,10 @@ def test_batch_downloads_again_an_image_missing_from_disk(
     assert ["0001-p1.png", "0002-p2.png"] == pngs(tmp_path / "out")
 
 
-def test_batch_interrupted_by_ctrl_c_resumes(linkai_server: FakeServer, tmp_path: Path) -> None:
-    """SIGINT mid-batch exits 130 with the settled requests journaled; the rerun sends the rest."""
+def test_batch_interrupted_by_ctrl_c_resumes(
+    linkai_server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGINT mid-batch exits 130; the rerun lists the request in flight as uncertain."""
     fake = linkai_server.fake
     fake.fail(Fault.hang(30), prompt="p3")
     source = write_jsonl(tmp_path / "p.jsonl", "p1", "p2", "p3")
@@ -211,7 +191,7 @@ def test_batch_interrupted_by_ctrl_c_resumes(linkai_server: FakeServer, tmp_path
             if (
                 fake.in_flight == 1
                 and checkpoint.is_file()
-                and checkpoint.read_text().count("\n") == 2
+                and checkpoint.read_text().count('"ok":true') == 2
                 and len(pngs(tmp_path / "out")) == 2
             ):
                 break
@@ -227,7 +207,15 @@ def test_batch_interrupted_by_ctrl_c_resumes(linkai_server: FakeServer, tmp_path
     assert "interrupted (run the same command again to resume)" in err
     assert "Traceback" not in err
 
+    # p3 was in flight: it may be billed, so the rerun lists it instead of sending it...
     status = main([*command[3:], "--api-key", fake.api_key])
+    out = capsys.readouterr().out
+    assert 1 == status
+    assert [1, 1, 1] == [fake.attempts(p) for p in ("p1", "p2", "p3")]
+    assert '  line 3: "p3": sent by a run that stopped before the answer' in out
+    assert "with --resend-uncertain" in out
+    # ...and sends it when asked to.
+    status = main([*command[3:], "--api-key", fake.api_key, "--resend-uncertain"])
     assert 0 == status
     assert [1, 1, 2] == [fake.attempts(p) for p in ("p1", "p2", "p3")]
 
