@@ -238,7 +238,9 @@ def test_manifest_matches_the_files_through_kill_9_and_resumes(tmp_path: Path) -
                 data = (out / str(row["file_name"])).read_bytes()
                 assert hashlib.sha256(data).hexdigest() == row["sha256"]
         assert [True, True, True] == killed_mid_run
-        assert 0 == main([*command[3:], "--api-key", fake.api_key])
+        # The requests in flight at each kill are uncertain (maybe billed): sent only on request.
+        assert main([*command[3:], "--api-key", fake.api_key]) in (0, 1)
+        assert 0 == main([*command[3:], "--api-key", fake.api_key, "--resend-uncertain"])
     rows = manifest(out)
     assert sorted(path.name for path in out.glob("*.png")) == [row["file_name"] for row in rows]
     assert [f"lantern {i}" for i in range(40)] == [row["prompt"] for row in rows]
