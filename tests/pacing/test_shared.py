@@ -104,3 +104,14 @@ def test_limiter_url_without_a_rate_is_refused() -> None:
     """An explicit limiter_url with nothing to share is a mistake, said at once."""
     with pytest.raises(ValueError, match="add rate_limit="):
         AsyncImageClient("sk-test", limiter_url="redis://127.0.0.1:6379/0")
+
+
+async def test_cancelling_a_shared_wait_sends_nothing(server: FakeServer, redis_url: str) -> None:
+    """A call cancelled while waiting for its shared turn sends nothing; the next one goes."""
+    prefix = f"test-{uuid.uuid4().hex}"
+    async with shared_client(server, redis_url, prefix, rate_limit="4/second") as client:
+        await client.generate("first")
+        with anyio.move_on_after(0.05):
+            await client.generate("waiting")
+        await client.generate("next")
+    assert ["first", "next"] == [r.prompt for r in server.fake.requests]
