@@ -298,8 +298,8 @@ def _telemetry_setup(spec: dict[str, Any]) -> None:
         metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
 
-def _import_before(root: str) -> Any:
-    """The baseline checkout's package, imported as ``linkai_before`` beside ``linkai_images``.
+def _import_before(root: str, name: str = "linkai_before") -> Any:
+    """The baseline checkout's package, imported as ``name`` beside ``linkai_images``.
 
     The package imports itself only relatively, so one process can hold both.
     """
@@ -307,12 +307,12 @@ def _import_before(root: str) -> Any:
 
     init = Path(root) / "linkai_images" / "__init__.py"
     spec = importlib.util.spec_from_file_location(
-        "linkai_before", init, submodule_search_locations=[str(init.parent)]
+        name, init, submodule_search_locations=[str(init.parent)]
     )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["linkai_before"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -325,15 +325,18 @@ async def _ab(spec: dict[str, Any]) -> dict[str, Any]:
     separate interpreters (start-up, memory layout, a busy neighbour for a
     whole run) out of the comparison.
     """
-    import linkai_images
-
     before = _import_before(spec["root"])
+    if spec["otel"] == "control":  # the baseline against a second copy of itself
+        today = _import_before(spec["root"], "linkai_control")
+    else:
+        import linkai_images as today
+
     base_url, concurrency = spec["base_url"], spec["concurrency"]
     clients = {
         name: package.AsyncImageClient(
             API_KEY, base_url=base_url, max_retries=0, max_concurrency=concurrency
         )
-        for name, package in (("before", before), ("after", linkai_images))
+        for name, package in (("before", before), ("after", today))
     }
     sends: dict[str, Send] = {}
     for name, client in clients.items():

@@ -15,7 +15,9 @@ Cases (all by default):
 - ``otel``: the cost of telemetry, client CPU per request at C=500: the
   client before telemetry (``--baseline``, default the commit before
   ``_telemetry.py`` came) against today's with ``opentelemetry`` not
-  importable, installed with no provider set, and recording with the SDK.
+  importable, installed with no provider set, and recording with the SDK,
+  both clients in one process in alternating blocks; a control row runs the
+  baseline against a copy of itself.
 
 The fake (``python -m linkai_images.testing serve``) runs in its own process
 and every measurement in a fresh one, pinned apart with ``taskset`` where
@@ -321,7 +323,7 @@ def case_rss(reps: int) -> list[str]:
 
 
 #: The states of today's client in the ``otel`` case, each against the client before telemetry.
-OTEL_VARIANTS = ("absent", "off", "on")
+OTEL_VARIANTS = ("control", "absent", "off", "on")
 #: Per process: requests per block, blocks (alternating before/after), warm-up requests.
 OTEL_BLOCKS = {"requests": 1000, "blocks": 10, "warmup": 500}
 #: The telemetry switched off may cost at most this much CPU per request.
@@ -392,6 +394,7 @@ def case_otel(reps: int) -> list[str]:
                     flush=True,
                 )
     labels = {
+        "control": "(control: the baseline against a copy of itself)",
         "absent": "opentelemetry not installed",
         "off": "opentelemetry-api installed, no provider",
         "on": "SDK tracer and meter providers set (nothing exported)",
@@ -402,7 +405,7 @@ def case_otel(reps: int) -> list[str]:
         f"the one before telemetry, in one process, alternating blocks of "
         f"{OTEL_BLOCKS['requests']:,} requests ({n} block pairs per row, {reps} processes):",
         "",
-        "| today's client | before (us) | today (us) | today / before: median | quartiles |",
+        "| today's client | baseline (us) | today (us) | today / baseline: median | quartiles |",
         "|---|---:|---:|---:|---:|",
     ]
     for variant in OTEL_VARIANTS:
@@ -487,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python benchmarks/run.py" + "".join(f" {n}" for n in args.cases)
     if args.reps != 3:
         command += f" --reps {args.reps}"
+    if args.baseline:
+        command += f" --baseline {args.baseline}"
     sections.append(f"Command: `{command}` ({took / 60:.1f} min).")
     text = "\n".join(sections)
     print(text)
