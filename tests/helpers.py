@@ -115,3 +115,8 @@ def write_jsonl(path: Path, *lines: object) -> Path:
 def pngs(directory: Path) -> list[str]:
     """The names of the PNG files in ``directory``, sorted."""
     return sorted(p.name for p in directory.glob("*.png"))
+
+
+def journal_records(path: Path) -> list[dict[str, object]]:
+    """Every record of a checkpoint journal, in file order."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

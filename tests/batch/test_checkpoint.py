@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from helpers import journal_records as records
 
 from linkai_images import (
     AsyncImageClient,
@@ -21,11 +22,6 @@ from linkai_images._batch.progress import ProgressEvent
 from linkai_images.testing import FakeLinkAI, Fault, make_png
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_backoff")]
-
-
-def records(path: Path) -> list[dict[str, object]]:
-    """Every record of a journal, in file order."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def outcomes(path: Path) -> list[dict[str, object]]:
