@@ -33,6 +33,7 @@ from .manifest import (
     FAILURES_PREFIX,
     MANIFEST_NAME,
     read_rows,
+    rectangular,
     write_rows,
 )
 
@@ -204,7 +205,7 @@ def merge_manifests(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
             name = row.get("file_name")
             if isinstance(name, str) and (folder / name).is_file():
                 merged[name] = row
-    rows = [merged[name] for name in sorted(merged)]
+    rows = rectangular([merged[name] for name in sorted(merged)])
     write_rows(folder / MANIFEST_NAME, rows)
     return rows
 

@@ -55,6 +55,8 @@ __all__ = [
     "reference_entries",
     "shard_manifest_name",
     "write_rows",
+    "extra_column",
+    "rectangular",
 ]
 
 #: The manifest's file name: the one ``load_dataset("imagefolder")`` reads.
@@ -67,6 +69,7 @@ COLUMNS_BEFORE = ("file_name", "prompt", "model", "size", "aspect_ratio", "quali
                   "reference_images")  # fmt: skip
 COLUMNS_AFTER = ("url", "request_id", "attempts", "elapsed", "created", "sha256", "bytes",
                  "width", "height")  # fmt: skip
+_KNOWN = frozenset(COLUMNS_BEFORE) | frozenset(COLUMNS_AFTER)
 
 
 def shard_manifest_name(index: int, count: int) -> str:
@@ -108,7 +111,7 @@ def file_facts(path: str | os.PathLike[str]) -> FileFacts:
 
 def _reference(image: object) -> dict[str, str | None]:
     """One reference image: a URL as is, anything local as its file name and sha256."""
-    entry: dict[str, str | None] = {"url": None, "file_name": None, "sha256": None}
+    entry: dict[str, str | None] = {"url": None, "name": None, "sha256": None}
     if isinstance(image, str) and image[:8].lower().startswith(("http://", "https://")):
         entry["url"] = image
     elif isinstance(image, str) and image[:5].lower() == "data:":
@@ -119,7 +122,7 @@ def _reference(image: object) -> dict[str, str | None]:
             raw = image.encode()
         entry["sha256"] = hashlib.sha256(raw).hexdigest()
     elif isinstance(image, (str, os.PathLike)):
-        entry["file_name"] = Path(image).name
+        entry["name"] = Path(image).name
         try:
             digest = hashlib.sha256()
             with open(image, "rb") as file:
@@ -132,15 +135,16 @@ def _reference(image: object) -> dict[str, str | None]:
         entry["sha256"] = hashlib.sha256(image).hexdigest()
     else:  # a file object or a PIL image: its name, when it has one
         name = getattr(image, "name", None) or getattr(image, "filename", None)
-        entry["file_name"] = Path(name).name if isinstance(name, str) and name else None
+        entry["name"] = Path(name).name if isinstance(name, str) and name else None
     return entry
 
 
 def reference_entries(images: Iterable[object]) -> list[dict[str, str | None]]:
     """The ``reference_images`` column (blocking for local files: call it on a worker thread).
 
-    Each entry has the same keys, ``url``, ``file_name`` and ``sha256``, so the
-    column has one type for data set loaders.
+    Each entry has the same keys, ``url``, ``name`` and ``sha256``, so the
+    column has one type for data set loaders (not ``file_name``: ``datasets``
+    would take a nested ``file_name`` for an image of the data set to load).
     """
     return [_reference(image) for image in images]
 
@@ -164,8 +168,7 @@ def manifest_row(
         position: the image's place in ``response.data``.
         facts: the saved file's hash and size.
         references: ``reference_entries(request.images)``.
-        extra: the input's extra columns; one that clashes with a manifest
-            column is kept as ``input_<name>``.
+        extra: the input's extra columns; see ``extra_column``.
     """
     image = response.data[position] if response is not None else None
     row: dict[str, Any] = {
@@ -179,8 +182,7 @@ def manifest_row(
         "reference_images": [dict(entry) for entry in references],
     }
     for name, value in (extra or {}).items():
-        key = f"input_{name}" if name in COLUMNS_BEFORE or name in COLUMNS_AFTER else name
-        row[key] = value
+        row[extra_column(str(name))] = value
     row.update(
         url=image.url if image is not None else None,
         request_id=response.request_id if response is not None else None,
@@ -193,6 +195,32 @@ def manifest_row(
         height=facts.height,
     )
     return row
+
+
+def extra_column(name: str) -> str:
+    """The manifest column of an input's extra column ``name``.
+
+    A name that clashes with a manifest column becomes ``input_<name>``; one
+    that ``datasets`` would read as a file to load (``file_name``,
+    ``*_file_name``, and the plural) says ``filename`` instead.
+    """
+    key = f"input_{name}" if name in COLUMNS_BEFORE or name in COLUMNS_AFTER else name
+    if key.endswith(("file_name", "file_names")):
+        key = key[: key.rindex("file_name")] + "filename" + key[key.rindex("file_name") + 9 :]
+    return key
+
+
+def rectangular(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with the same columns in the same order (missing ones ``null``).
+
+    Data set loaders infer one schema for the file; lines whose inputs had
+    different extra columns would otherwise disagree.
+    """
+    extras: dict[str, None] = {}
+    for row in rows:
+        extras.update((key, None) for key in row if key not in _KNOWN)
+    order = [*COLUMNS_BEFORE, *extras, *COLUMNS_AFTER]
+    return [{key: row.get(key) for key in order} for row in rows]
 
 
 def failure_row(
@@ -324,4 +352,4 @@ class ManifestWriter:
                 return
             self._closed = True
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(write_rows, self.path, self.rows)
+                await anyio.to_thread.run_sync(write_rows, self.path, rectangular(self.rows))

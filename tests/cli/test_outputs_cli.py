@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from linkai_images._cli.main import main
 from linkai_images._outputs.manifest import read_rows, shard_manifest_name, write_rows
 from linkai_images._outputs.pngtext import read_png_text
@@ -93,7 +95,7 @@ def test_batch_leaves_a_manifest_png_text_and_a_gallery(
     assert (hashlib.sha256(data).hexdigest(), len(data), 1, 1) == (
         first["sha256"], first["bytes"], first["attempts"], len(first["reference_images"])
     )  # fmt: skip
-    reference = {"url": None, "file_name": "ref.png",
+    reference = {"url": None, "name": "ref.png",
                  "sha256": hashlib.sha256(make_png(3, 3)).hexdigest()}  # fmt: skip
     assert reference == first["reference_images"][0]
     assert "a red fox" == read_png_text(data)["Description"]
@@ -248,3 +250,28 @@ def test_manifest_matches_the_files_through_kill_9_and_resumes(tmp_path: Path) -
         assert (
             hashlib.sha256((out / str(row["file_name"])).read_bytes()).hexdigest() == row["sha256"]
         )
+
+
+def test_datasets_loads_a_batch_output_directory(
+    cli: Run, api: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sharded batch's directory, as left (checkpoints, gallery, shard manifests), loads."""
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "ref.png").write_bytes(make_png(3, 3))
+    source = write_jsonl(tmp_path / "p.jsonl", "p1", {"prompt": "p2", "images": ["ref.png"]}, "p3")
+    out = tmp_path / "out"
+    for shard in ("0/2", "1/2"):
+        assert 0 == cli(*batch_args(source, out, api, "--shard", shard))[0]
+    loaded = datasets.load_dataset(
+        "imagefolder", data_dir=str(out), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert ["p1", "p2", "p3"] == sorted(loaded["prompt"])
+    assert [0, 1, 0] == [len(row["reference_images"]) for row in sorted(loaded, key=prompt_of)]
+
+
+def prompt_of(row: dict[str, object]) -> str:
+    """A row's prompt (a sort key)."""
+    return str(row["prompt"])

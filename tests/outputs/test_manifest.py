@@ -13,6 +13,7 @@ from linkai_images._models import GeneratedImage
 from linkai_images._outputs.gallery import merge_manifests
 from linkai_images._outputs.manifest import (
     ManifestWriter,
+    extra_column,
     file_facts,
     manifest_row,
     read_rows,
@@ -79,8 +80,8 @@ def test_reference_images_are_urls_or_file_names_with_sha256(tmp_path: Path) -> 
     (tmp_path / "cat.png").write_bytes(b"\x89PNG cat")
     digest = hashlib.sha256(b"\x89PNG cat").hexdigest()
     assert [
-        {"url": "https://example.com/dog.png", "file_name": None, "sha256": None},
-        {"url": None, "file_name": "cat.png", "sha256": digest},
+        {"url": "https://example.com/dog.png", "name": None, "sha256": None},
+        {"url": None, "name": "cat.png", "sha256": digest},
     ] == reference_entries(["https://example.com/dog.png", tmp_path / "cat.png"])
 
 
@@ -131,7 +132,14 @@ async def test_shards_keep_their_own_files_and_merge(tmp_path: Path) -> None:
     assert merged == read_rows(tmp_path / "metadata.jsonl")
 
 
-def test_datasets_loads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extra_columns_never_clash_or_pass_for_files() -> None:
+    """Input columns named like manifest columns or like datasets' file columns are renamed."""
+    assert ["id", "input_url", "input_filename", "source_filename", "filenames"] == [
+        extra_column(name) for name in ("id", "url", "file_name", "source_file_name", "file_names")
+    ]
+
+
+async def test_datasets_loads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """load_dataset("imagefolder", data_dir=...) reads the images with every manifest column."""
     import datasets
 
@@ -139,11 +147,14 @@ def test_datasets_loads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = tmp_path / "out"
     folder.mkdir()
-    rows = [saved_row(folder, f"000{i}-p.png", f"prompt {i}", id=f"k{i}") for i in (1, 2)]
-    (folder / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    writer = await ManifestWriter.open(folder)
+    await writer.add(saved_row(folder, "0001-p.png", "prompt 1", id="k1"))
+    await writer.add(saved_row(folder, "0002-p.png", "prompt 2", source_file_name="notes.txt"))
+    await writer.aclose()  # lines with different extra columns: one schema for the file
     loaded = datasets.load_dataset(
         "imagefolder", data_dir=str(folder), split="train", cache_dir=str(tmp_path / "cache")
     )
     assert ["prompt 1", "prompt 2"] == sorted(loaded["prompt"])
-    assert {"image", "prompt", "model", "id", "url", "sha256", "width"} <= set(loaded.column_names)
+    columns = {"image", "prompt", "model", "id", "source_filename", "url", "sha256", "width"}
+    assert columns <= set(loaded.column_names)
     assert (32, 16) == loaded[0]["image"].size
