@@ -31,6 +31,7 @@ from .prices import PriceArg, Prices, to_prices
 
 __all__ = [
     "BatchPlan",
+    "CheckpointStates",
     "PlanGroup",
     "answered_by_checkpoint",
     "build_plan",
@@ -78,6 +79,9 @@ class BatchPlan:
             known without a download (local files, data URIs, bytes).
         remote_references: distinct reference URLs (their size is unknown).
         resumed: valid requests a checkpoint would answer (not sent again).
+        uncertain: valid requests an earlier run sent with no result on file:
+            they may have been billed, so a resume does not send them unless
+            told to (``resend_uncertain``).
         to_send: valid requests that would be sent.
         estimated_cost: the cost of the requests to send, one image each,
             when prices were given (``None`` otherwise).
@@ -96,6 +100,7 @@ class BatchPlan:
     estimated_cost: float | None = None
     unpriced: int = 0
     currency: str | None = None
+    uncertain: int = 0
 
     @property
     def valid(self) -> int:
@@ -162,6 +167,7 @@ def build_plan(
     *,
     resumed: Sequence[bool],
     prices: Prices | None,
+    uncertain: Sequence[bool] | None = None,
 ) -> BatchPlan:
     """Count checked requests into a ``BatchPlan`` (blocking: stats reference files).
 
@@ -171,14 +177,17 @@ def build_plan(
         invalid: ``(index, message)`` of the others.
         resumed: for each checked request, whether a checkpoint answers it.
         prices: the prices, if any.
+        uncertain: for each checked request, whether a resume holds it back
+            as uncertain (not sent).
     """
+    held = list(uncertain) if uncertain is not None else [False] * len(checked)
     counts: dict[tuple[str, str | None, str | None], list[int]] = collections.defaultdict(
         lambda: [0, 0]
     )
-    for (_, request), answered in zip(checked, resumed, strict=True):
+    for (_, request), answered, held_back in zip(checked, resumed, held, strict=True):
         entry = counts[_effective(request)]
         entry[0] += 1
-        entry[1] += 0 if answered else 1
+        entry[1] += 0 if answered or held_back else 1
     groups = []
     cost: float | None = 0.0 if prices is not None else None
     unpriced = 0
@@ -204,6 +213,7 @@ def build_plan(
         )
     images, footprint, remote = _references([request for _, request in checked])
     skipped = sum(resumed)
+    unsure = sum(held)
     return BatchPlan(
         requests=total,
         invalid=tuple(sorted(invalid)),
@@ -212,7 +222,8 @@ def build_plan(
         reference_bytes=footprint,
         remote_references=remote,
         resumed=skipped,
-        to_send=len(checked) - skipped,
+        uncertain=unsure,
+        to_send=len(checked) - skipped - unsure,
         estimated_cost=round(cost, 6) if cost is not None else None,
         unpriced=unpriced,
         currency=prices.currency if prices is not None else None,
@@ -224,7 +235,7 @@ async def plan_requests(
     check: Callable[[Any], ImageRequest],
     *,
     prices: Prices | None,
-    answered: Callable[[Sequence[ImageRequest]], list[bool]] | None = None,
+    answered: Callable[[Sequence[ImageRequest]], CheckpointStates] | None = None,
 ) -> BatchPlan:
     """Check ``raws`` with ``check`` and build their plan on a worker thread.
 
@@ -232,8 +243,8 @@ async def plan_requests(
         raws: the input requests (``ImageRequest``, dicts, prompts).
         check: turns one into a checked ``ImageRequest`` or raises.
         prices: the prices, if any.
-        answered: given the checked requests, which a checkpoint answers
-            (blocking; ``None``: no checkpoint).
+        answered: given the checked requests, which a checkpoint answers and
+            which it holds back as uncertain (blocking; ``None``: no checkpoint).
     """
     checked: list[tuple[int, ImageRequest]] = []
     invalid: list[tuple[int, str]] = []
@@ -247,8 +258,12 @@ async def plan_requests(
 
     def work() -> BatchPlan:
         requests = [request for _, request in checked]
-        resumed = answered(requests) if answered is not None else [False] * len(requests)
-        return build_plan(len(raws), checked, invalid, resumed=resumed, prices=prices)
+        if answered is None:
+            return build_plan(len(raws), checked, invalid, resumed=[False] * len(requests),
+                              prices=prices)  # fmt: skip
+        states = answered(requests)
+        return build_plan(len(raws), checked, invalid, resumed=states.resumed,
+                          uncertain=states.uncertain, prices=prices)  # fmt: skip
 
     return await anyio.to_thread.run_sync(work)
 
@@ -260,6 +275,11 @@ def describe_plan(plan: BatchPlan) -> list[str]:
         f"{plan.requests} requests: {plan.valid} valid, {len(plan.invalid)} invalid; "
         f"{plan.to_send} to send, {plan.resumed} answered by the checkpoint (resume skips them)"
     ]
+    if plan.uncertain:
+        lines.append(
+            f"{plan.uncertain} uncertain: an earlier run sent them and has no result on file "
+            "(they may have been billed); not sent again without --resend-uncertain"
+        )
     if plan.groups:
         lines.append("by model, size and quality:")
     for group in plan.groups:
@@ -285,28 +305,42 @@ def describe_plan(plan: BatchPlan) -> list[str]:
     return lines
 
 
+@attrs.frozen
+class CheckpointStates:
+    """For each request: whether a resume answers it, whether it holds it back as uncertain."""
+
+    resumed: list[bool]
+    uncertain: list[bool]
+
+
 def answered_by_checkpoint(
     path: str | os.PathLike[str], requests: Sequence[ImageRequest]
-) -> list[bool]:
-    """Which of ``requests`` a resume on ``path`` would not send (blocking; reads the journal).
+) -> CheckpointStates:
+    """What a resume on ``path`` would do with ``requests`` (blocking; reads the journal).
 
-    The journal is only read, not locked: a plan may look at a batch that is running.
+    As the engine does: an earlier success answers a request; else an earlier
+    attempt without a result makes it uncertain. The journal is only read,
+    not locked: a plan may look at a batch that is running.
     """
     try:
         content = Path(path).read_bytes()
     except FileNotFoundError:
-        return [False] * len(requests)
-    successes = read_journal(content, Path(path)).successes
-    available = {fp: len(records) for fp, records in successes.items()}
-    answered = []
+        return CheckpointStates([False] * len(requests), [False] * len(requests))
+    journal = read_journal(content, Path(path))
+    successes = {fp: len(records) for fp, records in journal.successes.items()}
+    open_attempts = {fp: len(records) for fp, records in journal.uncertain.items()}
+    resumed, uncertain = [], []
     for request in requests:
         fp = _fingerprint(request)
-        if fp is not None and available.get(fp, 0) > 0:
-            available[fp] -= 1
-            answered.append(True)
-        else:
-            answered.append(False)
-    return answered
+        answered = fp is not None and successes.get(fp, 0) > 0
+        unsure = not answered and fp is not None and open_attempts.get(fp, 0) > 0
+        if answered:
+            successes[str(fp)] -= 1
+        elif unsure:
+            open_attempts[str(fp)] -= 1
+        resumed.append(answered)
+        uncertain.append(unsure)
+    return CheckpointStates(resumed, uncertain)
 
 
 async def plan_batch(
@@ -331,7 +365,7 @@ async def plan_batch(
     if checkpoint is not None:
         journal = checkpoint
 
-        def answered(checked: Sequence[ImageRequest]) -> list[bool]:
+        def answered(checked: Sequence[ImageRequest]) -> CheckpointStates:
             return answered_by_checkpoint(journal, checked)
 
     return await plan_requests(raws, check, prices=table, answered=answered)

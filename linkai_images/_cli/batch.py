@@ -130,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_name = CHECKPOINT_NAME.replace(".jsonl", f"{args.shard.suffix}.jsonl")
         manifest_name = MANIFEST_NAME.replace(".jsonl", f"{args.shard.suffix}.jsonl")
     if bad_lines is not None:
-        return print_dry_run(jobs, bad_lines, checkpoint=args.out / checkpoint_name, prices=prices)
+        return print_dry_run(
+            jobs,
+            bad_lines,
+            checkpoint=args.out / checkpoint_name,
+            prices=prices,
+            resend_uncertain=args.resend_uncertain,
+        )
     if prices is not None and args.max_cost is not None:
         _check_priced(jobs, prices, args.prices)
     if args.shard is not None and not jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import attrs
@@ -17,6 +18,8 @@ from linkai_images import (
     Prices,
     RequestValidationError,
 )
+from linkai_images._batch.checkpoint import intent_record
+from linkai_images._batch.fingerprint import fingerprint
 from linkai_images.testing import FakeLinkAI, FakeServer, make_png
 
 pytestmark = pytest.mark.anyio
@@ -167,3 +170,14 @@ def test_the_blocking_client_plans_and_caps(server: FakeServer, fake: FakeLinkAI
         )
     assert (2.0, 1) == (plan.estimated_cost, fake.request_count)
     assert isinstance(results[1], CostLimitError)
+
+
+async def test_plan_counts_uncertain_requests(client: AsyncImageClient, tmp_path: Path) -> None:
+    """A request sent by an earlier run with no outcome on file is uncertain, not to send."""
+    journal = tmp_path / "run.jsonl"
+    request = client.check(ImageRequest(prompt="p0"))
+    fp = await fingerprint(request)
+    assert fp is not None
+    journal.write_text(json.dumps(intent_record("run-0", fp, 0, request)) + "\n")
+    plan = await client.plan(["p0", "p1"], prices=PRICES, checkpoint=journal)
+    assert (1, 0, 1, 1.0) == (plan.uncertain, plan.resumed, plan.to_send, plan.estimated_cost)

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from linkai_images import ImageRequest
+from linkai_images._batch.checkpoint import intent_record
+from linkai_images._batch.fingerprint import _fingerprint
 from linkai_images._cli.main import main
 from linkai_images._outputs.manifest import read_rows, shard_manifest_name, write_rows
 from linkai_images._outputs.pngtext import read_png_text
@@ -275,3 +278,22 @@ def test_datasets_loads_a_batch_output_directory(
 def prompt_of(row: dict[str, object]) -> str:
     """A row's prompt (a sort key)."""
     return str(row["prompt"])
+
+
+def test_dry_run_lists_uncertain_requests(cli: Run, tmp_path: Path) -> None:
+    """A request an earlier run may have paid for is listed as uncertain, not counted to send."""
+    source = write_jsonl(tmp_path / "p.jsonl", "p1", "p2")
+    (tmp_path / "out").mkdir()
+    request = ImageRequest(prompt="p1", model="gpt-image-2")
+    fp = _fingerprint(request)
+    assert fp is not None
+    (tmp_path / "out" / ".linkai-checkpoint.jsonl").write_text(
+        json.dumps(intent_record("run-1", fp, 0, request)) + "\n"
+    )
+    status, out, _ = cli(*batch_args(source, tmp_path / "out", [], "--dry-run"))
+    assert 0 == status
+    assert "2 requests: 2 valid, 0 invalid; 1 to send, 0 answered by the checkpoint" in out
+    assert "uncertain (not sent again): line 1" in out
+    status, out, _ = cli(*batch_args(source, tmp_path / "out", [], "--dry-run",
+                                     "--resend-uncertain"))  # fmt: skip
+    assert "2 to send" in out
