@@ -20,8 +20,9 @@ import contextlib
 import re
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import attrs
@@ -67,11 +68,15 @@ class Job:
         number: names its files (``0007-...``): the input line of a batch file.
         request: the request, already checked.
         label: how messages name it (``line 7``).
+        metadata: the batch file's other columns (CSV) or keys (JSON Lines) of
+            this line, as read: carried with the request into the outputs,
+            never sent.
     """
 
     number: int
     request: ImageRequest
     label: str
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define(kw_only=True)
@@ -256,12 +261,16 @@ async def _run(
                 report.kept += len(paths)  # saved by an earlier run: not downloaded again
                 for position, path in enumerate(paths):
                     if not recorder.has(path):  # saved just before a crash: the line is owed
-                        await recorder.record(job.number, path, job.request, response, position)
+                        await recorder.record(
+                            job.number, path, job.request, response, position, job.metadata
+                        )
             else:
                 for position, (image, path) in enumerate(zip(response.data, paths, strict=True)):
                     text = await recorder.text(job.number, job.request, response, position)
                     await image.save(path, provenance=text)
-                    await recorder.record(job.number, path, job.request, response, position)
+                    await recorder.record(
+                        job.number, path, job.request, response, position, job.metadata
+                    )
                 if journal is not None and item.fingerprint is not None:
                     pairs = [
                         (image.url, path.name)
@@ -304,7 +313,9 @@ async def _run(
         report.failed.sort(key=lambda failure: failure[0].number)
         report.saved.sort(key=lambda saved: (saved[0].number, saved[1].name))
         failures = [
-            failure_row(label=job.label, request=job.request, error=describe_error(exc))
+            failure_row(
+                label=job.label, request=job.request, error=describe_error(exc), extra=job.metadata
+            )
             for job, exc in report.failed
         ]
         report.gallery = await recorder.finish(failures)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from linkai_images import ImageRequest
@@ -19,7 +20,7 @@ from linkai_images._batch.fingerprint import _fingerprint
 from linkai_images._cli.main import main
 from linkai_images._outputs.manifest import read_rows, shard_manifest_name, write_rows
 from linkai_images._outputs.pngtext import read_png_text
-from linkai_images.testing import FakeLinkAI, make_png
+from linkai_images.testing import FakeLinkAI, FakeServer, make_png
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -297,3 +298,24 @@ def test_dry_run_lists_uncertain_requests(cli: Run, tmp_path: Path) -> None:
     status, out, _ = cli(*batch_args(source, tmp_path / "out", [], "--dry-run",
                                      "--resend-uncertain"))  # fmt: skip
     assert "2 to send" in out
+
+
+def test_a_lines_extra_columns_go_into_the_manifest(
+    linkai_server: FakeServer, tmp_path: Path
+) -> None:
+    """Job.metadata (a batch file's other columns) lands in the line; clashing names renamed."""
+    from linkai_images import AsyncImageClient
+    from linkai_images._cli.run import Job, run_jobs
+
+    async def run() -> None:
+        async with AsyncImageClient(
+            linkai_server.fake.api_key, base_url=linkai_server.base_url
+        ) as client:
+            request = client.check(ImageRequest(prompt="p", model="gpt-image-2"))
+            job = Job(number=1, request=request, label="line 1",
+                      metadata={"id": "A7", "file_name": "x.txt"})  # fmt: skip
+            await run_jobs(client, [job], tmp_path / "out", concurrency=1, progress=False)
+
+    anyio.run(run)
+    row = manifest(tmp_path / "out")[0]
+    assert ("A7", "x.txt") == (row["id"], row["input_filename"])
