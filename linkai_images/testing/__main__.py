@@ -1,10 +1,13 @@
 """``python -m linkai_images.testing serve``: the fake API on loopback, until stopped.
 
 Benchmarks and manual tests run the fake in another process this way. The
-first two lines on stdout are the URLs, as shell assignments::
+first lines on stdout are the URLs and the key it accepts, as shell assignments
+(``export $(python -m linkai_images.testing serve | head -3)`` in another shell
+would not wait; copy them)::
 
     LINKAI_BASE_URL=http://127.0.0.1:8787/v1
     LINKAI_CDN_URL=http://127.0.0.1:8788
+    LINKAI_API_KEY=sk-linkai-fake-key
 
 The server runs until SIGINT (Ctrl+C) or SIGTERM.
 """
@@ -171,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with fake.serve(host=args.host, port=args.port, cdn_port=args.cdn_port) as server:
             print(f"LINKAI_BASE_URL={server.base_url}", flush=True)
             print(f"LINKAI_CDN_URL={server.cdn_url}", flush=True)
+            print(f"LINKAI_API_KEY={fake.api_key}", flush=True)
             print("fake LinkAI API running; stop with Ctrl+C", file=sys.stderr, flush=True)
             while not stop.wait(0.5):
                 pass

@@ -1,7 +1,11 @@
 """pytest fixtures for testing code against the fake LinkAI API.
 
-Enable with ``-p linkai_images.testing.pytest_plugin``, or in a
-``conftest.py``: ``pytest_plugins = ["linkai_images.testing.pytest_plugin"]``.
+Installing ``linkai-images`` registers this plugin (a ``pytest11`` entry point
+named after this module): the fixtures are there in every pytest run. Naming it
+again (``-p linkai_images.testing.pytest_plugin``, or ``pytest_plugins = [...]``
+in a ``conftest.py``) does nothing more; it is how to load it under
+``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``. ``-p no:linkai_images.testing.pytest_plugin``
+turns it off.
 """
 
 from __future__ import annotations

@@ -23,14 +23,14 @@ BODY = {"model": "gpt-image-2", "prompt": "a paper boat", "size": "1K", "aspect_
 
 @contextmanager
 def serve(*options: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]]]:
-    """Run the CLI server; yield it and the URLs it printed. Kills it if still running."""
+    """Run the CLI server; yield it and the settings it printed. Kills it if still running."""
     command = [sys.executable, "-m", "linkai_images.testing", "serve", *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline().strip() for _ in range(2)]
+        lines = [process.stdout.readline().strip() for _ in range(3)]
         urls = dict(line.split("=", 1) for line in lines if "=" in line)
-        assert ["LINKAI_BASE_URL", "LINKAI_CDN_URL"] == list(urls), lines
+        assert ["LINKAI_BASE_URL", "LINKAI_CDN_URL", "LINKAI_API_KEY"] == list(urls), lines
         yield process, urls
     finally:
         if process.poll() is None:
@@ -39,8 +39,9 @@ def serve(*options: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, str]
 
 
 def test_serve_starts_answers_and_stops_on_sigint() -> None:
-    """serve prints both URLs, applies --api-key and --b64, and exits 0 on SIGINT."""
+    """serve prints both URLs and the key, applies --api-key and --b64, exits 0 on SIGINT."""
     with serve("--api-key", "sk-cli", "--b64", "--latency", "0.01:0.02") as (process, urls):
+        assert "sk-cli" == urls["LINKAI_API_KEY"]
         headers = {"Authorization": "Bearer sk-cli"}
         with httpx.Client(base_url=urls["LINKAI_BASE_URL"], headers=headers) as client:
             response = client.post("/images/generations", json=BODY)
