@@ -22,7 +22,9 @@ only, and this module only when the first request runs on asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import weakref
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -54,6 +56,9 @@ def _map_error(exc: BaseException, request: httpx.Request) -> httpx.TransportErr
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx.ConnectTimeout(message, request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):
+        if type(exc) is aiohttp.ClientConnectorError:
+            # aiohttp's own text names "ssl:default" even for plain http; say what was tried.
+            message = f"cannot connect to {request.url.host}:{exc.port}: {exc.os_error}"
         return httpx.ConnectError(message, request=request)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return httpx.UnsupportedProtocol(message, request=request)
@@ -184,6 +189,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._forgotten: weakref.finalize[[aiohttp.BaseConnector], AiohttpTransport] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turns = asyncio.Semaphore(_SLICES_PER_TURN)
         self._closed = False
@@ -206,6 +212,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             limit_per_host=0,
             keepalive_timeout=self._keepalive_expiry,
         )
+        # A client nobody closed would make aiohttp log "Unclosed connector" when
+        # collected or at exit: close its sockets then, quietly, instead.
+        self._forgotten = weakref.finalize(self, _close_quietly, connector)
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps cookies, if anyone does
@@ -314,4 +323,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._closed = True
         session, self._session = self._session, None
         if session is not None:
+            if self._forgotten is not None:
+                self._forgotten.detach()
             await session.close()
+
+
+def _close_quietly(connector: aiohttp.BaseConnector) -> None:
+    # The synchronous half of connector.close(): it shuts the sockets and marks
+    # the connector closed, so neither it nor its session warns when collected.
+    with contextlib.suppress(Exception):
+        connector._close()

@@ -189,13 +189,13 @@ def _connection_error(
             httpx.ReadTimeout: "waiting for the answer",
         }.get(type(exc), "talking to the API")
         return APITimeoutError(
-            f"timed out {phase} ({request.url.host}): {detail}",
+            f"timed out {phase} ({request.url}): {detail}",
             request=request,
             request_sent=sent,
         )
     where = "before the request was sent" if not sent else "after the request may have been sent"
     return APIConnectionError(
-        f"connection to {request.url.host} failed {where}: {type(exc).__name__}: {detail}",
+        f"connection to {request.url} failed {where}: {type(exc).__name__}: {detail}",
         request=request,
         request_sent=sent,
     )
