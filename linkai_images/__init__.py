@@ -46,9 +46,11 @@ from ._failures import FailureKind
 from ._models import (
     BatchItem,
     BatchResults,
+    BlockingImageStore,
     GeneratedImage,
     ImageRequest,
     ImageResponse,
+    ImageStore,
     set_default_store,
 )
 from ._retry import RetryBudget, RetryEvent, RetryPolicy, set_testing
@@ -110,6 +112,7 @@ __all__ = [
     "BatchItem",
     "BatchPlan",
     "BatchResults",
+    "BlockingImageStore",
     "CATALOG",
     "CheckpointError",
     "ClientClosedError",
@@ -125,6 +128,7 @@ __all__ = [
     "ImageClient",
     "ImageRequest",
     "ImageResponse",
+    "ImageStore",
     "InsufficientCreditsError",
     "InternalServerError",
     "LimiterError",

@@ -1,4 +1,4 @@
-"""``ImageClient``: the blocking face of ``AsyncImageClient``, for scripts and notebooks.
+"""``ImageClient``: the blocking twin of ``AsyncImageClient``, for scripts and notebooks.
 
 No logic lives here. The client owns one ``AsyncImageClient`` and a daemon
 thread running an event loop (reached through an anyio ``BlockingPortal``);
@@ -6,44 +6,71 @@ each method hands its coroutine to that loop and waits. So it works in a
 plain script, from many threads at once, and inside a running Jupyter kernel
 or ``asyncio.run`` (whose loop is in the calling thread, not ours). The thread
 is a daemon and a finalizer stops it: a script that forgets ``close()`` exits.
+
+The results it returns are bound to a ``_BlockingStore``: their ``read()``,
+``save()`` and ``save_all()`` block instead of returning coroutines, and their
+types (``ImageResponse[BlockingImageStore]``) say so to mypy and to editors.
+
+Twins: the constructor and every method take exactly the arguments of their
+``AsyncImageClient`` twin (``tests/client/test_twins.py`` compares them one by
+one) and forward them by name, so adding an argument to the async client means
+adding the same line to the twin's signature here, and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
-from collections.abc import (
-    AsyncIterable,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from concurrent.futures import CancelledError
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import anyio
+import httpx
 from anyio.from_thread import BlockingPortal
 
-from ._client import AsyncImageClient
-from ._exceptions import ClientClosedError
-from ._models import BatchItem, GeneratedImage, ImageResponse, RequestLike
+from ._client import _NEW_BUDGET, AsyncImageClient, _Default
+from ._config import (
+    DEFAULT_LIMITER_PREFIX,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+)
+from ._exceptions import BatchError, ClientClosedError
+from ._http.transport import DOWNLOAD_CONNECTIONS
+from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
+from ._models import (
+    BatchItem,
+    BlockingImageStore,
+    GeneratedImage,
+    ImageRequest,
+    ImageResponse,
+    ImageStore,
+    RequestLike,
+    bind,
+    bind_item,
+)
+from ._outputs.download import standalone_store
+from ._outputs.results import save_results
+from ._retry import RetryBudget, RetryPolicy
 
 if TYPE_CHECKING:
+    from ._batch.engine import CheckpointPath, RequestSource
     from ._batch.plan import BatchPlan
     from ._batch.prices import PriceArg
+    from ._batch.progress import ProgressArg
     from ._inputs.images import ImageInput
     from ._retry import RetryHook
 
 __all__ = ["ImageClient"]
 
 T = TypeVar("T")
+Blocking = ImageResponse[BlockingImageStore]
 
 
 class _LoopThread:
@@ -79,6 +106,11 @@ class _LoopThread:
         assert self._portal is not None
         return self._portal
 
+    @property
+    def running(self) -> bool:
+        """Whether work can still be handed to the loop."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             try:
@@ -97,24 +129,110 @@ def _shutdown(loop: _LoopThread, client: AsyncImageClient) -> None:
     loop.stop()
 
 
-class ImageClient:
-    """The blocking LinkAI image client.
+def _run_detached(func: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run ``func`` to completion on an event loop of its own, in a short-lived thread.
 
-    Takes the same arguments as ``AsyncImageClient`` and offers the same calls
-    without ``await``. Safe to share between threads; usable in a Jupyter
-    notebook. Close it with ``close()`` or a ``with`` block.
+    A thread, because the caller's may already run a loop (a Jupyter kernel).
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="linkai-images-detached") as pool:
+        return pool.submit(anyio.run, func, *args).result()
 
-    Args:
-        api_key: the API key; default ``$LINKAI_API_KEY``.
-        **options: every keyword argument of ``AsyncImageClient``.
 
-    Raises:
-        LinkAIError: no API key was given or found in the environment.
+class _BlockingStore:
+    """The store of ``ImageClient`` results: the client's downloader, run on its loop.
+
+    Once the client is closed, an image still reads and saves: through a
+    short-lived pool on a loop of its own (its URL needs no credential).
     """
 
-    def __init__(self, api_key: str | None = None, **options: Any) -> None:
-        self._async = AsyncImageClient(api_key, **options)
+    def __init__(self, loop: _LoopThread, store: ImageStore) -> None:
+        self._loop = loop
+        self._store = store
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(getattr(self._store, name), *args, **kwargs)
+        if self._loop.running:
+            try:
+                return self._loop.portal.call(call)
+            except RuntimeError:
+                if self._loop.running:
+                    raise  # not a stopped loop: an error of the call itself
+        return _run_detached(functools.partial(getattr(standalone_store(), name), *args, **kwargs))
+
+    def read(self, image: GeneratedImage[Any], *, text: Mapping[str, str] | None = None) -> bytes:
+        return cast(bytes, self._call("read", image, text=text))
+
+    def save(
+        self,
+        image: GeneratedImage[Any],
+        path: str | os.PathLike[str],
+        *,
+        text: Mapping[str, str] | None = None,
+    ) -> Path:
+        return cast(Path, self._call("save", image, path, text=text))
+
+    def save_all(
+        self, images: Sequence[GeneratedImage[Any]], directory: str | os.PathLike[str]
+    ) -> list[Path]:
+        return cast("list[Path]", self._call("save_all", images, directory))
+
+
+def _arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A method's arguments from its ``locals()`` (taken first thing), minus ``self``."""
+    return {name: value for name, value in values.items() if name != "self"}
+
+
+def _twin(async_method: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Give a blocking method the docstring of its async twin, with a note on blocking."""
+
+    def decorate(method: Callable[..., T]) -> Callable[..., T]:
+        doc = async_method.__doc__ or ""
+        method.__doc__ = (
+            f"{doc.rstrip()}\n\n        Blocking twin of ``{async_method.__qualname__}``: "
+            "the same arguments, no ``await``;\n        the images it returns read and save "
+            "without ``await`` too.\n"
+        )
+        return method
+
+    return decorate
+
+
+class ImageClient:
+    """The blocking LinkAI image client: ``AsyncImageClient`` without ``await``.
+
+    Takes the same arguments as ``AsyncImageClient`` and offers the same calls,
+    blocking. The images it returns read and save without ``await`` as well
+    (``client.generate(...).data[0].save("fox.png")``). Safe to share between
+    threads; works in a Jupyter notebook, whose kernel already runs an event
+    loop. Close it with ``close()`` or a ``with`` block.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | httpx.URL | None = None,
+        default_model: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        retry_policy: RetryPolicy | None = None,
+        retry_budget: RetryBudget | Literal[_Default.TOKEN] | None = _NEW_BUDGET,
+        on_retry: RetryHook | None = None,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        rate_limit: str | None = None,
+        model_rate_limits: Mapping[str, str] | None = None,
+        adaptive_concurrency: bool = False,
+        limiter_url: str | None = None,
+        limiter_prefix: str = DEFAULT_LIMITER_PREFIX,
+        limiter_fallback: bool = False,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._async = AsyncImageClient(**_arguments(locals()))
         self._loop = _LoopThread()
+        self._blocking = _BlockingStore(self._loop, self._async._store())
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)
 
     def __repr__(self) -> str:
@@ -125,14 +243,20 @@ class ImageClient:
         """The ``AsyncImageClient`` underneath (used from its own loop thread only)."""
         return self._async
 
-    def concurrency_limit(self, model: str | None = None) -> int:
-        """The requests of ``model`` allowed in flight now (see ``AsyncImageClient``)."""
-        return self._async.concurrency_limit(model)
-
     @property
     def default_model(self) -> str | None:
         """The model used when a call names none."""
         return self._async.default_model
+
+    @property
+    def base_url(self) -> httpx.URL:
+        """The API's base URL (fixed when the client is made)."""
+        return self._async.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The timeouts of one attempt (fixed when the client is made)."""
+        return self._async.timeout
 
     def __enter__(self) -> ImageClient:
         self._ensure_open()
@@ -147,7 +271,11 @@ class ImageClient:
         self.close()
 
     def close(self) -> None:
-        """Close the pool and stop the loop thread. Idempotent."""
+        """Close the pool and stop the loop thread. Idempotent.
+
+        Images already returned still read and save afterwards, each through
+        a short-lived connection of its own.
+        """
         self._finalizer()
 
     @property
@@ -163,6 +291,13 @@ class ImageClient:
         self._ensure_open()
         return self._loop.portal.call(func, *args)
 
+    def _bound(self, result: T) -> T:
+        """A result with its images bound to the blocking store; anything else as it is."""
+        if isinstance(result, ImageResponse):
+            return cast(T, bind(result, self._blocking))
+        return result
+
+    @_twin(AsyncImageClient.generate)
     def generate(
         self,
         prompt: str,
@@ -175,69 +310,82 @@ class ImageClient:
         response_format: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
         on_retry: RetryHook | None = None,
-    ) -> ImageResponse:
-        """Generate images; blocking. See ``AsyncImageClient.generate``."""
+    ) -> Blocking:
+        arguments = _arguments(locals())
 
         async def call() -> ImageResponse:
-            return await self._async.generate(
-                prompt,
-                model=model,
-                images=images,
-                size=size,
-                aspect_ratio=aspect_ratio,
-                quality=quality,
-                response_format=response_format,
-                extra_body=extra_body,
-                on_retry=on_retry,
-            )
+            return await self._async.generate(**arguments)
 
-        return self._run(call)
+        return bind(self._run(call), self._blocking)
 
+    @_twin(AsyncImageClient.check)
+    def check(self, request: ImageRequest) -> ImageRequest:
+        return self._async.check(**_arguments(locals()))
+
+    @overload
     def generate_many(
         self,
-        requests: Iterable[RequestLike],
-        **options: Any,
-    ) -> list[Any]:
-        """Run a batch; blocking. See ``AsyncImageClient.generate_many``.
-
-        Returns:
-            A list aligned with ``requests``.
-        """
-
-        async def call() -> list[Any]:
-            results: list[Any] = await self._async.generate_many(requests, **options)
-            return results
-
-        return self._run(call)
-
-    def plan(
-        self,
-        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        requests: RequestSource,
         *,
-        prices: PriceArg = None,
-        checkpoint: str | os.PathLike[str] | None = None,
-    ) -> BatchPlan:
-        """What a batch would do and cost, without sending anything; blocking.
+        concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: ProgressArg = ...,
+        checkpoint: CheckpointPath = ...,
+        prices: PriceArg = ...,
+        max_cost: float | None = ...,
+    ) -> list[Blocking]: ...
 
-        See ``AsyncImageClient.plan``.
-        """
-
-        async def call() -> BatchPlan:
-            return await self._async.plan(requests, prices=prices, checkpoint=checkpoint)
-
-        return self._run(call)
-
-    def as_completed(
+    @overload
+    def generate_many(
         self,
-        requests: Iterable[RequestLike] | AsyncIterable[RequestLike],
+        requests: RequestSource,
+        *,
+        concurrency: int | None = ...,
+        return_exceptions: bool,
+        progress: ProgressArg = ...,
+        checkpoint: CheckpointPath = ...,
+        prices: PriceArg = ...,
+        max_cost: float | None = ...,
+    ) -> list[Blocking | BaseException]: ...
+
+    @_twin(AsyncImageClient.generate_many)
+    def generate_many(
+        self,
+        requests: RequestSource,
         *,
         concurrency: int | None = None,
-        **options: Any,
-    ) -> Iterator[BatchItem]:
-        """Yield each settled request as it completes; blocking (see the async twin).
+        return_exceptions: bool = False,
+        progress: ProgressArg = None,
+        checkpoint: CheckpointPath = None,
+        prices: PriceArg = None,
+        max_cost: float | None = None,
+    ) -> list[Blocking] | list[Blocking | BaseException]:
+        arguments = _arguments(locals())
 
-        Leaving the loop early cancels the requests still in flight.
-        """
+        async def call() -> list[Any]:
+            results: list[Any] = await self._async.generate_many(**arguments)
+            return results
+
+        try:
+            results = self._run(call)
+        except BatchError as exc:
+            exc.results[:] = [self._bound(result) for result in exc.results]
+            raise
+        results[:] = [self._bound(result) for result in results]  # keeps the list's class
+        return results
+
+    @_twin(AsyncImageClient.as_completed)
+    def as_completed(
+        self,
+        requests: RequestSource,
+        *,
+        concurrency: int | None = None,
+        progress: ProgressArg = None,
+        checkpoint: CheckpointPath = None,
+        prices: PriceArg = None,
+        max_cost: float | None = None,
+    ) -> Iterator[BatchItem[BlockingImageStore]]:
+        arguments = _arguments(locals())
         self._ensure_open()
         portal = self._loop.portal
         send, receive = anyio.create_memory_object_stream[BatchItem](0)
@@ -245,36 +393,96 @@ class ImageClient:
         async def drive() -> None:
             # The context-manager form keeps the bound full; a bare async for
             # would run in waves (see AsyncImageClient.as_completed).
-            async with (
-                send,
-                self._async.as_completed(requests, concurrency=concurrency, **options) as items,
-            ):
+            async with send, self._async.as_completed(**arguments) as items:
                 async for item in items:
                     await send.send(item)
 
-        future = portal.start_task_soon(drive)
-        try:
-            while True:
-                try:
-                    yield portal.call(receive.receive)
-                except anyio.EndOfStream:
-                    break
-            future.result()  # re-raise what ended the batch, if anything did
-        finally:
-            if not future.done():
-                future.cancel()
-                with contextlib.suppress(CancelledError, anyio.BrokenResourceError):
-                    future.result(timeout=30)
-            portal.call(receive.aclose)
+        def iterate() -> Iterator[BatchItem[BlockingImageStore]]:
+            future = portal.start_task_soon(drive)
+            try:
+                while True:
+                    try:
+                        item = portal.call(receive.receive)
+                    except anyio.EndOfStream:
+                        break
+                    yield bind_item(item, self._blocking)
+                future.result()  # re-raise what ended the batch, if anything did
+            finally:
+                if not future.done():
+                    future.cancel()
+                    with contextlib.suppress(CancelledError, anyio.BrokenResourceError):
+                        future.result(timeout=30)
+                portal.call(receive.aclose)
 
-    def read(self, image: GeneratedImage) -> bytes:
+        return iterate()
+
+    @_twin(AsyncImageClient.plan)
+    def plan(
+        self,
+        requests: RequestSource,
+        *,
+        prices: PriceArg = None,
+        checkpoint: CheckpointPath = None,
+    ) -> BatchPlan:
+        arguments = _arguments(locals())
+
+        async def call() -> BatchPlan:
+            return await self._async.plan(**arguments)
+
+        return self._run(call)
+
+    @_twin(AsyncImageClient.concurrency_limit)
+    def concurrency_limit(self, model: str | None = None) -> int:
+        return self._async.concurrency_limit(**_arguments(locals()))
+
+    # --- saving: blocking forms of what results of either client can do ---
+
+    def read(self, image: GeneratedImage[Any]) -> bytes:
         """The bytes of a generated image; blocking. The API key is never sent."""
-        return self._run(image.read)
+        return self._run(self._async._store().read, image)
 
-    def save(self, image: GeneratedImage, path: str | os.PathLike[str]) -> Path:
+    def save(self, image: GeneratedImage[Any], path: str | os.PathLike[str]) -> Path:
         """Save a generated image (to a file, or into a directory) atomically; blocking."""
-        return self._run(image.save, path)
+        return self._run(self._async._store().save, image, path)
 
-    def save_all(self, response: ImageResponse, directory: str | os.PathLike[str]) -> list[Path]:
+    def save_all(
+        self, response: ImageResponse[Any], directory: str | os.PathLike[str]
+    ) -> list[Path]:
         """Save every image of a response into ``directory``; blocking."""
-        return self._run(response.save_all, directory)
+        return self._run(self._async._store().save_all, response.data, directory)
+
+    @_twin(save_results)
+    def save_results(
+        self,
+        results: Sequence[ImageResponse[Any] | BaseException | None],
+        directory: str | os.PathLike[str],
+        *,
+        requests: Sequence[RequestLike] | None = None,
+        manifest: bool = False,
+        provenance: bool = True,
+        concurrency: int = DOWNLOAD_CONNECTIONS,
+    ) -> list[list[Path] | None]:
+        arguments = _arguments(locals())
+        store = self._async._store()
+        # Bound to the async store for the loop thread; the prompts stay with them.
+        arguments["results"] = [
+            bind(result, store) if isinstance(result, ImageResponse) else result
+            for result in results
+        ]
+        if requests is None:
+            arguments["requests"] = getattr(results, "requests", None) or None
+
+        async def call() -> list[list[Path] | None]:
+            saved: list[list[Path] | None] = await save_results(**arguments)
+            return saved
+
+        return self._run(call)
+
+
+def _constructor_doc() -> str:
+    # The constructor's arguments are documented once, on AsyncImageClient.
+    own, twin = ImageClient.__doc__ or "", AsyncImageClient.__doc__ or ""
+    return f"{own.rstrip()}\n\n    {twin[twin.index('Args:') :]}" if "Args:" in twin else own
+
+
+ImageClient.__doc__ = _constructor_doc()

@@ -13,7 +13,7 @@ import mimetypes
 import os
 import re
 import secrets
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,6 +160,13 @@ class Downloader:
             dest = await _destination(target, url, content_type)
             await _atomic_write(dest, stamp_stream(stream, text) if text else stream)
         return dest
+
+    async def save_all(
+        self, images: Sequence[GeneratedImage], directory: str | os.PathLike[str]
+    ) -> list[Path]:
+        """Save each image into ``directory`` (created if missing), in order."""
+        await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
+        return [await self.save(image, directory) for image in images]
 
     @staticmethod
     def _url_of(image: GeneratedImage) -> str:
@@ -333,6 +340,12 @@ class _StandaloneStore:
     ) -> Path:
         async with httpx.AsyncClient() as http:
             return await Downloader(http).save(image, path, text=text)
+
+    async def save_all(
+        self, images: Sequence[GeneratedImage], directory: str | os.PathLike[str]
+    ) -> list[Path]:
+        async with httpx.AsyncClient() as http:
+            return await Downloader(http).save_all(images, directory)
 
 
 def standalone_store() -> _StandaloneStore:
