@@ -5,6 +5,10 @@ request fields or a bare JSON string (the prompt); blank lines are skipped.
 CSV (``.csv``): a header row naming the columns, one request per row, empty
 cells left out, ``images`` as ``;``-separated paths or URLs.
 
+Only ``prompt`` is required. Keys and columns that are not request fields
+(an ``id``, a ``category``) are the line's metadata: kept with its job
+(``Job.metadata``) for the outputs, never sent.
+
 Every line is parsed and checked (catalog rules, that reference files
 exist) before anything is sent, and every bad line is reported with its
 line number. Relative reference paths resolve against the batch file's
@@ -29,8 +33,10 @@ from .run import Job
 
 __all__ = ["FIELDS", "BatchFileError", "read_batch_file"]
 
-#: The request fields a batch file may set.
+#: The request fields a batch file may set; other keys and columns are metadata.
 FIELDS = ("prompt", "model", "images", "size", "aspect_ratio", "quality")
+#: Also request fields in JSON Lines, where values need not be text.
+_JSON_FIELDS = (*FIELDS, "response_format", "extra_body")
 #: Bad lines named in the error; the rest are counted.
 _MAX_LISTED = 5
 _REMOTE = ("http://", "https://", "data:")
@@ -73,9 +79,14 @@ def read_batch_file(
         if isinstance(row, str):
             problems.append(f"line {number}: {row}")
             continue
+        names = _JSON_FIELDS if suffix != ".csv" else FIELDS
+        metadata = {key: value for key, value in row.items() if key not in names}
+        fields = {key: value for key, value in row.items() if key in names}
         try:
-            request = _request(row, path.parent, default_model)
-            jobs.append(Job(number=number, request=request, label=f"line {number}"))
+            request = _request(fields, path.parent, default_model)
+            jobs.append(
+                Job(number=number, request=request, label=f"line {number}", metadata=metadata)
+            )
         except (RequestValidationError, TypeError) as exc:
             problems.append(f"line {number}: {exc}")
     if problems and bad_lines is not None:
@@ -131,14 +142,16 @@ def _csv_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
         yield 1, f"not CSV ({exc})"
         return
     columns = [name.strip() for name in header]
-    unknown = [name for name in columns if name not in FIELDS]
-    if unknown or "prompt" not in columns:
-        problem = (
-            f"unknown column(s) {', '.join(map(repr, unknown))}"
-            if unknown
-            else "no 'prompt' column"
+    if "prompt" not in columns:
+        yield 1, (
+            f"the header row has no 'prompt' column (it has {', '.join(map(repr, columns))}); "
+            f"'prompt' is required, {', '.join(FIELDS[1:])} are optional, "
+            "any other column is kept as metadata"
         )
-        yield 1, f"the header row has {problem}; columns: {', '.join(FIELDS)}"
+        return
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        yield 1, f"the header row repeats {', '.join(map(repr, repeated))}"
         return
     start = reader.line_num + 1
     while True:
@@ -181,7 +194,9 @@ def _resolve_images(images: tuple[object, ...], base: Path) -> list[str | Path]:
 
 
 def _request(fields: Mapping[str, Any], base: Path, default_model: str | None) -> ImageRequest:
-    request = ImageRequest.coerce(fields)  # unknown fields, no prompt
+    if "prompt" not in fields:
+        raise RequestValidationError("no 'prompt': every line needs the prompt to draw")
+    request = ImageRequest.coerce(fields)
     if request.model is None and default_model is None:
         raise RequestValidationError('no model: add a "model" field or pass --model')
     if request.images:

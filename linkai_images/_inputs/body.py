@@ -18,12 +18,15 @@ from typing import Any
 
 import attrs
 
-from .._catalog import parse_pixel_size, validate_fields
+from .._catalog import SIZE_TIERS, parse_pixel_size, validate_fields
 from .._exceptions import RequestValidationError
 from .._models import ImageRequest
 from .cache import CachedImage, ImageCache
 
 __all__ = ["RESPONSE_FORMATS", "EncodedBody", "check_request", "encode_body"]
+
+#: The resolution tiers by their case-folded names: sizes are case-insensitive.
+_TIERS_FOLDED = {tier.casefold(): tier for tier in SIZE_TIERS}
 
 RESPONSE_FORMATS = ("url", "b64_json")
 #: Compact JSON, UTF-8 left as is; one encoder, not one per call as json.dumps makes.
@@ -90,6 +93,7 @@ def check_request(
         )
     size, aspect_ratio = request.size, request.aspect_ratio
     if size is not None:
+        size = _TIERS_FOLDED.get(size.strip().casefold(), size)  # "2k" is the tier "2K"
         pixels = parse_pixel_size(size)
         if pixels is not None:
             tier, ratio = pixels
