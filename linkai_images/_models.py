@@ -393,6 +393,7 @@ class ImageResponse(_Bound[StoreT]):
             "attempts": self.attempts,
             "elapsed": self.elapsed,
             "request_id": self.request_id,
+            "rate_limit_headers": dict(self.rate_limit_headers),
         }
 
     @classmethod
@@ -417,6 +418,7 @@ class ImageResponse(_Bound[StoreT]):
             attempts=_typed(data, "attempts", int, 1),
             elapsed=float(_typed(data, "elapsed", (int, float), 0.0)),
             request_id=_typed(data, "request_id", str, None),
+            rate_limit_headers=_headers(data.get("rate_limit_headers")),
         )
 
     def _repr_html_(self) -> str:
@@ -430,6 +432,16 @@ def _typed(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], def
             raise ValueError(f"{key!r} must be a finite number, got {value!r}")
         return value
     raise ValueError(f"{key!r} must be {_kind_name(kind)} or absent, got {value!r:.80}")
+
+
+def _headers(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"'rate_limit_headers' must map names to strings, got {value!r:.80}")
+    return dict(value)
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:

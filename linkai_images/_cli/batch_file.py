@@ -143,10 +143,13 @@ def _csv_rows(text: str) -> Iterator[tuple[int, Mapping[str, Any] | str]]:
         return
     columns = [name.strip() for name in header]
     if "prompt" not in columns:
-        yield 1, (
-            f"the header row has no 'prompt' column (it has {', '.join(map(repr, columns))}); "
-            f"'prompt' is required, {', '.join(FIELDS[1:])} are optional, "
-            "any other column is kept as metadata"
+        yield (
+            1,
+            (
+                f"the header row has no 'prompt' column (it has {', '.join(map(repr, columns))}); "
+                f"'prompt' is required, {', '.join(FIELDS[1:])} are optional, "
+                "any other column is kept as metadata"
+            ),
         )
         return
     repeated = sorted({name for name in columns if columns.count(name) > 1})

@@ -38,13 +38,15 @@ responses = st.builds(
     attempts=st.integers(1, 100),
     elapsed=st.floats(min_value=0, allow_nan=False, allow_infinity=False),
     request_id=st.none() | text,
+    rate_limit_headers=st.dictionaries(text, text, max_size=3),
 )
 
 
 @given(responses)
 def test_a_response_round_trips_through_json(response: ImageResponse) -> None:
-    """from_dict(json.loads(json.dumps(to_dict()))) is equal to the response."""
-    assert response == ImageResponse.from_dict(json.loads(json.dumps(response.to_dict())))
+    """from_dict(json.loads(json.dumps(to_dict()))) is equal to the response, headers too."""
+    back = ImageResponse.from_dict(json.loads(json.dumps(response.to_dict())))
+    assert (response, response.rate_limit_headers) == (back, back.rate_limit_headers)
 
 
 @given(responses, st.integers(0, 10**6), text)
