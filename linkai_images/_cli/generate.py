@@ -46,15 +46,43 @@ def add_command(
         "-o",
         "--output",
         metavar="FILE_OR_DIR",
-        help="where to save: a file (several images get -1, -2, ...) or a directory "
-        "(default: the current directory, named after the prompt)",
+        help="where to save: a .png file (several images get -1, -2, ...), or a directory: "
+        "one that exists or a path ending in / (default: the current directory, files "
+        "named after the prompt)",
     )
     generate.set_defaults(run=run)
 
 
+#: What the platform delivers, by the suffix that names it: a file of -o must match.
+DELIVERED = {".png": "image/png"}
+
+
+def is_directory(output: str | None) -> bool:
+    """Whether ``-o`` names a directory: none given, one that exists, or a path ending in ``/``."""
+    return output is None or output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
+def check_output(output: str | None) -> None:
+    """Refuse, before anything is sent, an ``-o`` file whose suffix is not the delivered type.
+
+    Raises:
+        CommandError: the suffix names another type, or there is none.
+    """
+    if is_directory(output):
+        return
+    assert output is not None
+    suffix = Path(output).suffix
+    if suffix.lower() not in DELIVERED:
+        named = f"its suffix {suffix!r}" if suffix else "it has no suffix"
+        raise CommandError(
+            f"-o {output}: images come as PNG, but {named}; name a {', '.join(DELIVERED)} "
+            f"file, or a directory (one that exists, or end the path with {os.sep})"
+        )
+
+
 def output_paths(output: str | None, prompt: str, count: int, extension: str) -> list[Path]:
     """Where ``generate`` puts ``count`` images; see docs/cli.md."""
-    if output is None or output.endswith(("/", os.sep)) or Path(output).is_dir():
+    if output is None or is_directory(output):
         directory = Path(output or ".")
         stem = slug(prompt)
     else:
@@ -67,6 +95,7 @@ def output_paths(output: str | None, prompt: str, count: int, extension: str) ->
 
 def run(args: argparse.Namespace) -> int:
     """Generate, save, print where the images went."""
+    check_output(args.output)
     options = client_options(args)
 
     def on_retry(event: RetryEvent) -> None:

@@ -248,7 +248,7 @@ def test_bad_batch_lines_are_all_reported_and_nothing_is_sent(
         '{"prompt": "x", "size": "3K"}\n'
         "[1, 2]\n"
         '{"prompt": "y"\n'
-        '{"prompt": "z", "colour": "red"}\n'
+        '{"colour": "red"}\n'
         '{"prompt": "w", "images": "missing.png"}\n'
     )
     status, out, err = cli(
@@ -260,6 +260,7 @@ def test_bad_batch_lines_are_all_reported_and_nothing_is_sent(
     for number in (2, 3, 4, 5):
         assert f"line {number}: " in line
     assert "size '3K' is not offered by gpt-image-2" in line
+    assert "line 5: no 'prompt'" in line
     assert "and 1 more" not in line  # five are shown
     assert 0 == linkai_fake.request_count
 
@@ -280,8 +281,8 @@ def test_batch_line_without_a_model(cli: Run, api: list[str], tmp_path: Path) ->
         ("empty.jsonl", "\n\n", "no requests in the file"),
         (
             "bad.csv",
-            "prompt,colour\nx,red\n",
-            "line 1: the header row has unknown column(s) 'colour'",
+            "colour,model\nred,gpt-image-2\n",
+            "line 1: the header row has no 'prompt' column (it has 'colour', 'model')",
         ),
         ("latin1.jsonl", b'"caf\xe9"\n', "not UTF-8 text"),
     ],
