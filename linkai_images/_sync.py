@@ -182,16 +182,16 @@ def _arguments(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if name != "self"}
 
 
-def _twin(async_method: Callable[..., Any]) -> Callable[[Callable[..., T]], Callable[..., T]]:
+def _twin(
+    async_method: Callable[..., Any], *, images: bool = True
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Give a blocking method the docstring of its async twin, with a note on blocking."""
+    note = f"Blocking twin of ``{async_method.__qualname__}``: the same arguments, no ``await``."
+    if images:
+        note += "\n        The images it returns read and save without ``await`` too."
 
     def decorate(method: Callable[..., T]) -> Callable[..., T]:
-        doc = async_method.__doc__ or ""
-        method.__doc__ = (
-            f"{doc.rstrip()}\n\n        Blocking twin of ``{async_method.__qualname__}``: "
-            "the same arguments, no ``await``;\n        the images it returns read and save "
-            "without ``await`` too.\n"
-        )
+        method.__doc__ = f"{(async_method.__doc__ or '').rstrip()}\n\n        {note}\n"
         return method
 
     return decorate
@@ -318,7 +318,7 @@ class ImageClient:
 
         return bind(self._run(call), self._blocking)
 
-    @_twin(AsyncImageClient.check)
+    @_twin(AsyncImageClient.check, images=False)
     def check(self, request: ImageRequest) -> ImageRequest:
         return self._async.check(**_arguments(locals()))
 
@@ -416,7 +416,7 @@ class ImageClient:
 
         return iterate()
 
-    @_twin(AsyncImageClient.plan)
+    @_twin(AsyncImageClient.plan, images=False)
     def plan(
         self,
         requests: RequestSource,
@@ -431,7 +431,7 @@ class ImageClient:
 
         return self._run(call)
 
-    @_twin(AsyncImageClient.concurrency_limit)
+    @_twin(AsyncImageClient.concurrency_limit, images=False)
     def concurrency_limit(self, model: str | None = None) -> int:
         return self._async.concurrency_limit(**_arguments(locals()))
 
@@ -451,7 +451,7 @@ class ImageClient:
         """Save every image of a response into ``directory``; blocking."""
         return self._run(self._async._store().save_all, response.data, directory)
 
-    @_twin(save_results)
+    @_twin(save_results, images=False)
     def save_results(
         self,
         results: Sequence[ImageResponse[Any] | BaseException | None],
