@@ -15,7 +15,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).parent.parent
 #: Runs pytest with one distribution per project name: the first on the path, ours.
@@ -44,6 +43,10 @@ USES_FIXTURES = textwrap.dedent(
 
 def installed(site: Path) -> None:
     """Write the package's metadata, entry points from pyproject.toml, into ``site``."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # the dev extra installs tomli on 3.10
+        import tomli as tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     info = site / f"linkai_images-{project['version']}.dist-info"
     info.mkdir(parents=True)
