@@ -60,6 +60,9 @@ from ._outputs.results import save_results
 from ._retry import RetryBudget, RetryPolicy
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from ._batch.engine import CheckpointPath, RequestSource
     from ._batch.plan import BatchPlan
     from ._batch.prices import PriceArg
@@ -229,6 +232,9 @@ class ImageClient:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        capture_prompts: bool = False,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self._async = AsyncImageClient(**_arguments(locals()))
         self._loop = _LoopThread()

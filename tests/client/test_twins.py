@@ -72,9 +72,10 @@ def test_the_twins_take_the_same_arguments(
 ) -> None:
     """Parameter by parameter: the same names, kinds, defaults and annotations, in order."""
     expected, actual = parameters(async_twin), parameters(blocking_twin)
+    differing = [str(p) for p in expected if p not in actual]
     assert expected == actual, (
         f"{blocking_twin.__qualname__} must take the arguments of {async_twin.__qualname__}: "
-        f"add or fix {sorted(set(expected) ^ set(actual), key=str)} in linkai_images/_sync.py "
+        f"add or fix {differing or 'the order'} in linkai_images/_sync.py "
         "(the body forwards arguments by name; see this module's docstring)"
     )
 
