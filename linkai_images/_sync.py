@@ -43,6 +43,7 @@ from ._config import (
 )
 from ._exceptions import BatchError, ClientClosedError
 from ._http.transport import DOWNLOAD_CONNECTIONS
+from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES
 from ._inputs.images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import (
     BatchItem,
@@ -230,6 +231,7 @@ class ImageClient:
         limiter_prefix: str = DEFAULT_LIMITER_PREFIX,
         limiter_fallback: bool = False,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        image_cache_bytes: int = DEFAULT_IMAGE_CACHE_BYTES,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         capture_prompts: bool = False,
