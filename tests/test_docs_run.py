@@ -13,6 +13,9 @@ How a block is read (docs/architecture.md, "Code blocks in the docs", says the s
   others are their output; with no ``$`` at all, every line is a command), ``\\`` continues
   a line. The ``linkai-images`` commands run (through ``bash``); other programs (``pip``,
   ``curl``, servers that never exit) are shown, not run.
+- ```` ```python shown ````, ```` ```console shown ````: a block that needs what no test has
+  (a Ray cluster, S3, Redis, other machines, a real key). The page says so in its text; the
+  block is shown, not run. Everything a reader can run here must not be marked so.
 - Any other info string (``text``, ``json``, none) is output or data, never run.
 
 What a block gets: ``LINKAI_API_KEY`` set to the fake's key and ``LINKAI_BASE_URL`` to a
@@ -60,8 +63,11 @@ def blocks_of(page: Path) -> list[Block]:
     """The fenced blocks of a Markdown page, classified by the convention above."""
     found = []
     for number, match in enumerate(FENCE.finditer(page.read_text(encoding="utf-8")), 1):
-        info, text = match.group(1).strip().split(" ")[0], match.group(2)
-        if info == "python":
+        words, text = match.group(1).split(), match.group(2)
+        info = words[0] if words else ""
+        if "shown" in words[1:]:
+            kind = "other"
+        elif info == "python":
             kind = "cell" if text.startswith(CELL_MARK) else "script"
         elif info == "console":
             kind = "console"
@@ -163,11 +169,12 @@ def test_the_convention_classifies_blocks(tmp_path: Path) -> None:
         "```python\nprint(1)\n```\n\n"
         "```python\n# notebook cell\nawait x\n```\n\n"
         "```console\n$ pip install linkai-images\n$ linkai-images models \\\n  --help\nout\n```\n\n"
-        "```text\nlinkai-images models\n```\n",
+        "```text\nlinkai-images models\n```\n\n"
+        "```console shown\nlinkai-images batch x.jsonl --limiter-url redis://db\n```\n",
         encoding="utf-8",
     )
     blocks = blocks_of(page)
-    assert ["script", "cell", "console", "other"] == [b.kind for b in blocks]
+    assert ["script", "cell", "console", "other", "other"] == [b.kind for b in blocks]
     commands = commands_of(blocks[2])
     assert ["pip install linkai-images", "linkai-images models    --help"] == commands
     assert [[], ["linkai-images models    --help"]] == [runnable(c) for c in commands]
