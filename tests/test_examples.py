@@ -325,32 +325,6 @@ def test_trio_batch_reports_a_failure_and_keeps_the_rest(
 
 # --- the docs ----------------------------------------------------------------------------------
 
-#: Runs a doc's examples as one program; top-level ``await`` runs as a notebook cell would.
-DOC_RUNNER = """
-import ast, asyncio, inspect, sys
-code = compile(sys.stdin.read(), "<doc>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-result = eval(code, {"__name__": "__main__"})
-if inspect.iscoroutine(result):
-    asyncio.run(result)
-"""
-
-
-@pytest.mark.parametrize("doc", ["notebooks.md", "web-servers.md"])
-def test_doc_examples_run_against_the_fake(
-    doc: str, linkai_server: FakeServer, tmp_path: Path
-) -> None:
-    """The ```python blocks of the doc run, in order, as one program, and exit 0."""
-    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    assert blocks
-    done = run_script(
-        ["-W", "error", "-c", DOC_RUNNER],
-        tmp_path,
-        script_env(LINKAI_BASE_URL=linkai_server.base_url),
-        stdin="\n".join(blocks),
-    )
-    assert 0 == done.returncode, done.stderr
-
 
 @pytest.mark.parametrize("doc", ["notebooks.md", "web-servers.md", "../examples/README.md"])
 def test_doc_links_point_at_files(doc: str) -> None:
