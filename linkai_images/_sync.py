@@ -341,6 +341,7 @@ class ImageClient:
         checkpoint: CheckpointPath = ...,
         prices: PriceArg = ...,
         max_cost: float | None = ...,
+        resend_uncertain: bool = ...,
     ) -> list[Blocking]: ...
 
     @overload
@@ -354,6 +355,7 @@ class ImageClient:
         checkpoint: CheckpointPath = ...,
         prices: PriceArg = ...,
         max_cost: float | None = ...,
+        resend_uncertain: bool = ...,
     ) -> list[Blocking | BaseException]: ...
 
     @_twin(AsyncImageClient.generate_many)
@@ -367,6 +369,7 @@ class ImageClient:
         checkpoint: CheckpointPath = None,
         prices: PriceArg = None,
         max_cost: float | None = None,
+        resend_uncertain: bool = False,
     ) -> list[Blocking] | list[Blocking | BaseException]:
         arguments = _arguments(locals())
 
@@ -392,6 +395,7 @@ class ImageClient:
         checkpoint: CheckpointPath = None,
         prices: PriceArg = None,
         max_cost: float | None = None,
+        resend_uncertain: bool = False,
     ) -> Iterator[BatchItem[BlockingImageStore]]:
         arguments = _arguments(locals())
         self._ensure_open()
