@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,13 +40,15 @@ def test_extra_jsonl_keys_are_metadata_not_errors(tmp_path: Path) -> None:
 def test_a_batch_with_extra_columns_runs_and_sends_only_request_fields(
     cli: Run, api: list[str], linkai_fake: FakeLinkAI, tmp_path: Path
 ) -> None:
-    """The CSV of the issue runs; the API sees no 'id' and the size as its tier, '2K'."""
+    """The CSV of the issue runs; the API sees no 'id', the manifest keeps it, '2k' is sent '2K'."""
     source = tmp_path / "prompts.csv"
     source.write_text("id,prompt,model,size\n1,a fox,gpt-image-2,2k\n", encoding="utf-8")
     status, _, err = cli("batch", str(source), "--out", str(tmp_path / "out"), *api)
     assert 0 == status, err
     (request,) = linkai_fake.requests
     assert {"model": "gpt-image-2", "prompt": "a fox", "size": "2K"} == request.body
+    (line,) = (tmp_path / "out" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    assert "1" == json.loads(line)["id"]
 
 
 @pytest.mark.parametrize(
