@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._config import redact_secret
 from .._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -14,9 +15,13 @@ __all__ = ["describe_error", "redact"]
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with ``secret`` (the API key) masked, should it ever appear."""
+    """``text`` with ``secret`` (the API key) masked as the SDK masks it everywhere else.
+
+    A key shorter than four characters is left alone: masking it would mangle
+    ordinary words of the message.
+    """
     if secret and len(secret) >= 4:
-        return text.replace(secret, "****")
+        return redact_secret(text, secret)
     return text
 
 
