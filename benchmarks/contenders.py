@@ -170,6 +170,106 @@ async def _streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
     return close, send
 
 
+async def _trio_streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    """The floor on trio: a bare HTTP/1.1 keep-alive client on trio's socket streams, no
+    checks, no parsing beyond Content-Length, no timeouts (``streams``' twin on trio)."""
+    import trio
+
+    url = base_url.rstrip("/") + "/images/generations"
+    origin, _, path = url.partition("//")[2].partition("/")
+    host, _, port = origin.partition(":")
+    head = (
+        f"POST /{path} HTTP/1.1\r\nHost: {origin}\r\nAuthorization: Bearer {API_KEY}\r\n"
+        "Content-Type: application/json\r\nContent-Length: "
+    ).encode()
+    idle: list[tuple[trio.SocketStream, bytearray]] = []
+    opened: list[trio.SocketStream] = []
+
+    async def send(i: int) -> None:
+        if idle:
+            stream, buffer = idle.pop()
+        else:
+            stream, buffer = await trio.open_tcp_stream(host, int(port)), bytearray()
+            opened.append(stream)
+        body = json.dumps({"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO})
+        data = body.encode()
+        await stream.send_all(head + str(len(data)).encode() + b"\r\n\r\n" + data)
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            buffer += await stream.receive_some(65536)
+        response_head = bytes(buffer[:end])
+        if not response_head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(response_head.split(b"\r\n", 1)[0].decode())
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in response_head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        end += 4
+        while len(buffer) < end + length:
+            buffer += await stream.receive_some(65536)
+        json.loads(buffer[end : end + length])
+        del buffer[: end + length]
+        idle.append((stream, buffer))
+
+    async def close() -> None:
+        for stream in opened:
+            await stream.aclose()
+
+    return close, send
+
+
+async def _httpcore(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    """Raw httpcore HTTP/1.1 connections (h11) on trio, on a stack of idle ones: no httpx,
+    no client logic; what the protocol layer our pool uses costs on its own."""
+    import httpcore
+
+    url = httpcore.URL(base_url.rstrip("/") + "/images/generations")
+    headers = [
+        (b"Host", url.host + b":" + str(url.port).encode()),
+        (b"Authorization", f"Bearer {API_KEY}".encode()),
+        (b"Content-Type", b"application/json"),
+    ]
+    backend = httpcore.TrioBackend()
+    timeout = {"connect": 10.0, "read": 600.0, "write": 600.0, "pool": 600.0}
+    idle: list[httpcore.AsyncHTTP11Connection] = []
+    opened: list[httpcore.AsyncHTTP11Connection] = []
+
+    async def send(i: int) -> None:
+        if idle:
+            connection = idle.pop()
+        else:
+            stream = await backend.connect_tcp(url.host.decode(), url.port or 80)
+            connection = httpcore.AsyncHTTP11Connection(
+                httpcore.Origin(url.scheme, url.host, url.port or 80), stream
+            )
+            opened.append(connection)
+        body = json.dumps(
+            {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+        ).encode()
+        request = httpcore.Request(
+            "POST",
+            url,
+            headers=[*headers, (b"Content-Length", str(len(body)).encode())],
+            content=body,
+            extensions={"timeout": timeout},
+        )
+        response = await connection.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        json.loads(content)
+        idle.append(connection)
+
+    async def close() -> None:
+        for connection in opened:
+            await connection.aclose()
+
+    return close, send
+
+
 FACTORIES = {
     "linkai": _ours,
     "transport": _transport,
@@ -178,7 +278,12 @@ FACTORIES = {
     "aiohttp": _aiohttp,
     "openai": _openai,
     "streams": _streams,
+    "transport-trio": _transport,
+    "trio-streams": _trio_streams,
+    "httpcore-trio": _httpcore,
 }
+#: Contenders that run on trio (the others on asyncio).
+TRIO_CONTENDERS = frozenset({"linkai-trio", "transport-trio", "trio-streams", "httpcore-trio"})
 
 
 async def _bounded(send: Send, start: int, n: int, concurrency: int) -> collections.Counter[str]:
@@ -368,7 +473,7 @@ def worker(spec: dict[str, Any]) -> None:
         print(json.dumps(asyncio.run(_ab(spec))), flush=True)
         return
     measure = _rss if spec["mode"] == "rss" else _measure
-    if spec["contender"] == "linkai-trio":
+    if spec["contender"] in TRIO_CONTENDERS:
         import anyio
 
         result = anyio.run(measure, spec, backend="trio")
