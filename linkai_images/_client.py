@@ -18,6 +18,7 @@ from ._config import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    PAUSE_STATUSES,
     USER_AGENT,
     mask_secret,
     resolve_api_key,
@@ -38,7 +39,6 @@ from ._http.transport import build_transport
 from ._inputs.body import check_request, encode_body
 from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES, ImageCache
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
-from ._pacing import PAUSE_STATUSES, Pacer, Ticket, parse_model_rates, parse_rate
 from ._retry import (
     RetryBudget,
     RetryEvent,
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ._batch.prices import PriceArg
     from ._batch.progress import ProgressArg
     from ._inputs.images import ImageInput
+    from ._pacing import Pacer, Ticket
 
 __all__ = ["AsyncImageClient"]
 
@@ -254,6 +255,10 @@ class AsyncImageClient:
         *,
         explicit_url: bool,
     ) -> Pacer | None:
+        if rate_limit is None and not model_rate_limits and not adaptive and not explicit_url:
+            return None  # none until the platform asks for a pause; _pacing stays unimported
+        from ._pacing import Pacer, parse_model_rates, parse_rate
+
         rate = parse_rate(rate_limit) if rate_limit is not None else None
         model_rates = parse_model_rates(model_rate_limits)
         if explicit_url and rate is None and not model_rates:
@@ -564,6 +569,8 @@ class AsyncImageClient:
         if is_testing():
             return
         if self._pacer is None:
+            from ._pacing import Pacer
+
             self._pacer = Pacer(
                 max_concurrency=self.max_concurrency,
                 max_pause=self.retry_policy.max_retry_after,

@@ -9,6 +9,7 @@ import httpx
 from ._exceptions import LinkAIError
 
 __all__ = [
+    "PAUSE_STATUSES",
     "DEFAULT_BASE_URL",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_LIMITER_PREFIX",
@@ -35,6 +36,9 @@ DEFAULT_BASE_URL = "https://api.link-ai.tech/v1"
 ENV_LIMITER_URL = "LINKAI_LIMITER_URL"
 #: The prefix of a shared limiter's Redis keys.
 DEFAULT_LIMITER_PREFIX = "linkai-images"
+
+#: Statuses whose ``Retry-After`` pauses the model's new attempts client-wide (``_pacing``).
+PAUSE_STATUSES = frozenset({429, 503})
 
 #: Connecting is quick or broken; generating takes tens of seconds, minutes at 4K.
 DEFAULT_CONNECT_TIMEOUT = 10.0

@@ -7,7 +7,6 @@ credential) or inline from ``b64_json``.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -53,11 +52,15 @@ def _source(image: _Image) -> str | None:
 
 
 def _caption(text: str) -> str:
+    import html  # only when a notebook renders: html.entities costs every import ~1 ms
+
     short = text if len(text) <= _MAX_CAPTION else text[: _MAX_CAPTION - 1] + "…"
     return html.escape(short)
 
 
 def _figure(image: _Image, caption: str) -> str:
+    import html
+
     src = _source(image)
     link = html.escape(image.url or "", quote=True)
     picture = (

@@ -29,8 +29,29 @@ def test_importing_the_package_does_not_import_tenacity_or_batch_machinery() -> 
         "linkai_images._outputs.results",
         "linkai_images._sync",
         "linkai_images._inputs.images",
+        "linkai_images._pacing",
+        "html",
+        "typing_extensions",
     }
     assert set() == unwanted & loaded
+
+
+def test_a_call_without_pacing_options_leaves_pacing_unloaded() -> None:
+    """A client with no rate limits makes a call without loading ``_pacing``; asking loads it."""
+    # A canned answer, not the fake: the fake enforces rate limits with ``_pacing`` itself.
+    code = (
+        "import sys, anyio, httpx, linkai_images\n"
+        "def answer(request):\n"
+        "    return httpx.Response(200, json={'created': 1, 'data': [{'url': 'https://x/1.png'}]})\n"
+        "async def main():\n"
+        "    transport = httpx.MockTransport(answer)\n"
+        "    async with linkai_images.AsyncImageClient('sk-test', transport=transport) as client:\n"
+        "        await client.generate('a fox', model='gpt-image-2')\n"
+        "    assert 'linkai_images._pacing' not in sys.modules\n"
+        "    linkai_images.AsyncImageClient('sk-test', rate_limit='60/minute')\n"
+        "anyio.run(main)"
+    )
+    assert "linkai_images._pacing" in _modules_after(code)
 
 
 def test_a_retry_imports_tenacity_when_it_happens() -> None:

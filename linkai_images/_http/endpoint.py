@@ -9,7 +9,6 @@ is it known which httpx error happened.
 from __future__ import annotations
 
 import email.utils
-import html
 import json
 import re
 import time
@@ -137,6 +136,8 @@ def parse_error_body(status_code: int, content: bytes, content_type: str = "") -
         )
     text = content.decode("utf-8", "replace")
     if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        import html  # an error page only: html.entities costs every import ~1 ms
+
         title = _TITLE.search(content)
         shown = title.group(1).decode("utf-8", "replace") if title else _TAGS.sub(" ", text)
         return ParsedErrorBody(

@@ -23,6 +23,7 @@ from typing import Protocol
 import anyio
 import attrs
 
+from .._config import PAUSE_STATUSES
 from .._exceptions import APIStatusError, APITimeoutError, RateLimitError
 from .adaptive import AdaptiveLimit
 from .local import LocalRates
@@ -31,9 +32,6 @@ from .rate import Rate
 __all__ = ["PAUSE_STATUSES", "Pacer", "RateBackend", "Ticket"]
 
 logger = logging.getLogger("linkai_images")
-
-#: Statuses whose ``Retry-After`` pauses the model's new attempts client-wide.
-PAUSE_STATUSES = frozenset({429, 503})
 
 
 class RateBackend(Protocol):
