@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import linkai_images
+
 ROOT = Path(__file__).parent.parent
 #: Runs pytest with one distribution per project name: the first on the path, ours.
 PYTEST = """
@@ -48,10 +50,11 @@ def installed(site: Path) -> None:
     else:  # the dev extra installs tomli on 3.10
         import tomli as tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    info = site / f"linkai_images-{project['version']}.dist-info"
+    version = linkai_images.__version__  # pyproject reads it from linkai_images/_version.py
+    info = site / f"linkai_images-{version}.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n",
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {version}\n",
         encoding="utf-8",
     )
     lines = ["[pytest11]"]
