@@ -34,8 +34,8 @@ from ._exceptions import (
     RequestValidationError,
 )
 from ._http.answer import BIG_ANSWER
-from ._http.endpoint import Endpoint, GenerationResult, Sender, post_generation
-from ._http.transport import build_transport
+from ._http.endpoint import Answer, Endpoint, GenerationResult, Sender, post_generation
+from ._http.transport import AutoTransport, build_transport
 from ._inputs.body import check_request, encode_body
 from ._inputs.cache import DEFAULT_IMAGE_CACHE_BYTES, ImageCache
 from ._models import GeneratedImage, ImageRequest, ImageResponse, ImageStore
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ._batch.plan import BatchPlan
     from ._batch.prices import PriceArg
     from ._batch.progress import ProgressArg
+    from ._http.aio import AiohttpTransport, PostTarget
     from ._inputs.images import ImageInput
     from ._pacing import Pacer, Ticket
 
@@ -204,6 +205,9 @@ class AsyncImageClient:
         )
         self._owns_http = http_client is None
         self._send: Sender
+        # Set when the own transport turns out to be aiohttp's (see _send_direct).
+        self._aiohttp: AiohttpTransport
+        self._target: PostTarget
         if http_client is None:
             self._transport = transport or build_transport(max_concurrency)
             self._http = httpx.AsyncClient(
@@ -344,35 +348,31 @@ class AsyncImageClient:
             if self._owns_http:
                 await self._http.aclose()
 
-    async def _send_direct(self, request: httpx.Request) -> httpx.Response:
-        response = await self._transport.handle_async_request(request)
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        try:
-            # The raw body is read to its end here and decoded after, in one sync
-            # step: a decoding error (a bad gzip body) raised mid-way through httpx's
-            # aread() leaves its chain of async generators half-run, which trio
-            # reports as ResourceWarnings when they are collected.
-            chunks = []
-            size = 0
-            async for chunk in stream:
-                chunks.append(chunk)
-                size += len(chunk)
-                if len(chunks) > 1:  # a big body (an image inline): let the loop run between chunks
-                    await anyio.lowlevel.checkpoint()
-            if size < BIG_ANSWER:
-                raw = b"".join(chunks)
-            else:  # bytes.join drops the GIL for big joins: in a thread, the loop runs meanwhile
-                raw = await anyio.to_thread.run_sync(b"".join, chunks)
-        finally:
-            await stream.aclose()
-        response.stream = httpx.ByteStream(raw)
-        response.request = request
-        response.read()
-        return response
+    async def _send_direct(self, body: Sequence[bytes]) -> Answer:
+        transport = self._transport
+        if isinstance(transport, AutoTransport) and (aiohttp := transport.aiohttp()) is not None:
+            # aiohttp chosen (asyncio): from now on, its lean path (_send_lean).
+            self._aiohttp, self._target = aiohttp, aiohttp.target(self._endpoint.request(b""))
+            self._send = self._send_lean
+            return await self._send_lean(body)
+        request = self._endpoint.request(body)
+        return await _read(await transport.handle_async_request(request), request)
 
-    async def _send_via_client(self, request: httpx.Request) -> httpx.Response:
-        return await self._http.send(request)
+    async def _send_lean(self, body: Sequence[bytes]) -> Answer:
+        endpoint = self._endpoint
+
+        def request() -> httpx.Request:
+            return endpoint.request(body)
+
+        got = await self._aiohttp.post(self._target, body, request)
+        if isinstance(got, httpx.Response):  # a large or unsized answer, streaming
+            assert got.request is not None
+            return await _read(got, got.request)
+        status, reason, headers, content = got
+        return Answer(status, headers, content, reason=reason, request=request)
+
+    async def _send_via_client(self, body: Sequence[bytes]) -> Answer:
+        return Answer.of(await self._http.send(self._endpoint.request(body)))
 
     def _ensure_open(self) -> None:
         if self._state is _State.CLOSED:
@@ -850,6 +850,34 @@ class AsyncImageClient:
         from ._batch.plan import plan_batch
 
         return await plan_batch(self, requests, prices=prices, checkpoint=checkpoint)
+
+
+async def _read(response: httpx.Response, request: httpx.Request) -> Answer:
+    """The answer of a response straight from a transport, its body read and decoded."""
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)
+    try:
+        # The raw body is read to its end here and decoded after, in one sync
+        # step: a decoding error (a bad gzip body) raised mid-way through httpx's
+        # aread() leaves its chain of async generators half-run, which trio
+        # reports as ResourceWarnings when they are collected.
+        chunks = []
+        size = 0
+        async for chunk in stream:
+            chunks.append(chunk)
+            size += len(chunk)
+            if len(chunks) > 1:  # a big body (an image inline): let the loop run between chunks
+                await anyio.lowlevel.checkpoint()
+        if size < BIG_ANSWER:
+            raw = b"".join(chunks)
+        else:  # bytes.join drops the GIL for big joins: in a thread, the loop runs meanwhile
+            raw = await anyio.to_thread.run_sync(b"".join, chunks)
+    finally:
+        await stream.aclose()
+    response.stream = httpx.ByteStream(raw)
+    response.request = request
+    response.read()
+    return Answer.of(response)
 
 
 def _short_repr(value: object) -> str:

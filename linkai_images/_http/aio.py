@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import ssl
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import aiohttp
 import aiohttp.abc
@@ -35,7 +35,10 @@ import yarl
 
 from .stream import WRITE_SLICE, PiecesStream
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "Exchange", "PostTarget"]
+
+#: A small answer read in full by ``AiohttpTransport.post``: status, reason, raw headers, body.
+Exchange = tuple[int, bytes, tuple[tuple[bytes, bytes], ...], bytes]
 
 #: Body chunks handed to httpx per read while streaming.
 _READ_CHUNK = 256 * 1024
@@ -160,9 +163,42 @@ class _PiecesPayload(aiohttp.payload.Payload):
                 await writer.write(chunk)
 
 
+def _reason(response: aiohttp.ClientResponse) -> bytes:
+    return (response.reason or "").encode("ascii", "replace")
+
+
+def _extensions(response: aiohttp.ClientResponse) -> dict[str, bytes]:
+    """The extensions httpx's own transports put on a response."""
+    return {"http_version": b"HTTP/1.1", "reason_phrase": _reason(response)}
+
+
 async def _body(stream: httpx.AsyncByteStream) -> AsyncIterator[bytes]:
     async for chunk in stream:
         yield chunk
+
+
+class PostTarget:
+    """Everything about a POST that is the same for every request to one endpoint.
+
+    Built once by ``AiohttpTransport.target`` from a template request, so that
+    ``post`` converts no URL, header or timeout per request.
+    """
+
+    __slots__ = ("headers", "skip", "ssl", "timeout", "url")
+
+    def __init__(
+        self,
+        url: yarl.URL,
+        headers: list[tuple[str, str]],
+        skip: list[str] | None,
+        timeout: aiohttp.ClientTimeout,
+        ssl: ssl.SSLContext | bool,
+    ) -> None:
+        self.url = url
+        self.headers = headers
+        self.skip = skip
+        self.timeout = timeout
+        self.ssl = ssl
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -259,6 +295,85 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._urls[raw] = url
         return url
 
+    def target(self, template: httpx.Request) -> PostTarget:
+        """The fixed part of POSTs like ``template`` (its URL, headers and timeouts) for ``post``.
+
+        ``Content-Length`` is left out: ``post`` adds each body's own.
+        """
+        headers = [
+            (name, value)
+            for name, value in _text_headers(template.headers)
+            if name.lower() != "content-length"
+        ]
+        skip = [name for name in _AUTO_HEADERS if name not in template.headers] or None
+        tls = self._tls() if template.url.scheme == "https" else True
+        return PostTarget(self._url(template), headers, skip, self._timeout(template), tls)
+
+    async def post(
+        self,
+        target: PostTarget,
+        body: Sequence[bytes],
+        request: Callable[[], httpx.Request],
+    ) -> Exchange | httpx.Response:
+        """POST ``body`` (its pieces, sent one after another) to ``target``.
+
+        The lean path of the client's generation calls: no ``httpx.Request``
+        or ``httpx.Response`` is built for an answer of known length up to
+        ``_EAGER_BODY`` (every API answer), which comes back as an
+        ``Exchange``. ``request`` builds the ``httpx.Request`` this POST
+        stands for, only when one is needed: for an error (raised as the
+        same httpx error ``handle_async_request`` raises), or for a large,
+        unsized or compressed answer, returned as an ``httpx.Response`` for
+        httpx to read and decode, as ``handle_async_request`` returns it.
+        """
+        session = self._session
+        if session is None or self._loop is not asyncio.get_running_loop():
+            session = self._open()
+        data: bytes | _PiecesPayload
+        if len(body) == 1:
+            data = body[0]
+            size = len(data)
+        else:
+            pieces = PiecesStream(body)
+            data, size = _PiecesPayload(pieces, self._turns), pieces.size
+        try:
+            response = await session.request(
+                "POST",
+                target.url,
+                headers=[*target.headers, ("Content-Length", str(size))],
+                data=data,
+                skip_auto_headers=target.skip,
+                allow_redirects=False,
+                timeout=target.timeout,
+                ssl=target.ssl,
+            )
+            length = response.content_length
+            stream: httpx.AsyncByteStream
+            if length is None or length > _EAGER_BODY:
+                sent = request()
+                stream = _ResponseStream(response, sent)
+            else:
+                try:
+                    content = await response.read()
+                finally:
+                    response.release()
+                if "Content-Encoding" not in response.headers:
+                    return response.status, _reason(response), response.raw_headers, content
+                # Compressed: httpx decodes it, as for handle_async_request.
+                sent, stream = request(), httpx.ByteStream(content)
+        except Exception as exc:
+            mapped = _map_error(exc, request())
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=stream,
+            extensions=_extensions(response),
+            request=sent,
+        )
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; a large or unsized body streams until the response is closed."""
         session = self._session
@@ -291,10 +406,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(request),
                 ssl=self._tls() if request.url.scheme == "https" else True,
             )
-            extensions = {
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("ascii", "replace"),
-            }
+            extensions = _extensions(response)
             length = response.content_length
             if length is None or length > _EAGER_BODY:
                 return httpx.Response(

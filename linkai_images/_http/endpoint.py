@@ -32,6 +32,7 @@ from .answer import BIG_ANSWER, loads_sliced
 from .stream import BytesStream, PiecesStream, StreamedRequest
 
 __all__ = [
+    "Answer",
     "Endpoint",
     "GenerationResult",
     "ParsedErrorBody",
@@ -222,8 +223,85 @@ def _status_error(response: httpx.Response, content: bytes, endpoint: Endpoint) 
     )
 
 
-#: Sends a request and returns the response with its body read.
-Sender = Callable[[httpx.Request], Awaitable[httpx.Response]]
+class Answer:
+    """What one attempt got back: the status, the raw headers and the whole body.
+
+    The ``httpx.Response`` it stands for (an error's ``response``) is built
+    only when asked for: a successful call needs just the status, two
+    headers and the body, and building a response costs more than reading
+    them (``aio.AiohttpTransport.post``).
+
+    Args:
+        status_code: the HTTP status.
+        raw_headers: the headers as sent, ``(name, value)`` bytes pairs.
+        content: the body, read in full (and decoded, if it was encoded).
+        response: the response, when the transport made one; else it is
+            built from the above, ``reason`` and ``request()``.
+        reason: the reason phrase of the status line.
+        request: builds the request the answer is for.
+    """
+
+    __slots__ = ("_reason", "_request", "_response", "content", "raw_headers", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        raw_headers: Sequence[tuple[bytes, bytes]],
+        content: bytes,
+        *,
+        response: httpx.Response | None = None,
+        reason: bytes = b"",
+        request: Callable[[], httpx.Request] | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.raw_headers = raw_headers
+        self.content = content
+        self._response = response
+        self._reason = reason
+        self._request = request
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> Answer:
+        """The answer of a response whose body was read."""
+        return cls(response.status_code, response.headers.raw, response.content, response=response)
+
+    @property
+    def response(self) -> httpx.Response:
+        """The ``httpx.Response``, with its ``request``, as httpx would have built it."""
+        if self._response is None:
+            self._response = httpx.Response(
+                self.status_code,
+                headers=self.raw_headers,
+                content=self.content,
+                extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
+                request=self._request() if self._request is not None else None,
+            )
+        return self._response
+
+    def header(self, name: str) -> str | None:
+        """The value of the header ``name`` (any case), as ``httpx.Headers.get`` gives it.
+
+        Repeated headers are joined with ``", "``; values are decoded as
+        ASCII, else UTF-8, else Latin-1.
+        """
+        wanted = name.lower().encode()
+        values = [value for key, value in self.raw_headers if key.lower() == wanted]
+        if not values:
+            return None
+        if self._response is not None:  # the very decoding httpx chose for these headers
+            return self._response.headers[name]
+        return ", ".join(_header_text(value) for value in values)
+
+
+def _header_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")  # ASCII included
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+#: Sends a body (its pieces) to the endpoint and returns the answer, its body read.
+Sender = Callable[[Sequence[bytes]], Awaitable[Answer]]
 
 
 @attrs.frozen
@@ -303,9 +381,9 @@ class Endpoint:
 
 
 async def post_generation(
-    send: Sender, endpoint: Endpoint, body: bytes | Sequence[bytes]
+    send: Sender, endpoint: Endpoint, body: Sequence[bytes]
 ) -> GenerationResult:
-    """Send one attempt and return the decoded success body.
+    """Send one attempt of ``body`` (its pieces) and return the decoded success body.
 
     Raises:
         APIStatusError: the API answered with an error status (the subclass
@@ -315,24 +393,31 @@ async def post_generation(
         APIResponseValidationError: a 2xx whose body is not an image response
             (not JSON, nested too deep, no 'data' list, a broken Content-Encoding).
     """
-    request = endpoint.request(body)
     try:
-        response = await send(request)
+        answer = await send(body)
     except httpx.DecodingError as exc:  # an answer came; its Content-Encoding is broken
         raise APIResponseValidationError(
             f"the API answered with a body that cannot be decoded: {endpoint.redact(str(exc))}"
         ) from exc
     except httpx.HTTPError as exc:
-        raise _connection_error(exc, request, endpoint.redact) from exc
-    content = response.content
-    if len(content) >= BIG_ANSWER and 200 <= response.status_code < 300:
+        raise _connection_error(exc, _request_of(exc, endpoint, body), endpoint.redact) from exc
+    content = answer.content
+    if len(content) >= BIG_ANSWER and 200 <= answer.status_code < 300:
         # An image answered inline: parsed in a worker thread, in slices (answer.py).
         try:
             decoded = await anyio.to_thread.run_sync(_loads, content, True)
         except _NotJSON as exc:
             decoded = exc
-        return _result(response, endpoint, decoded)
-    return _result(response, endpoint)
+        return _result(answer, endpoint, decoded)
+    return _result(answer, endpoint)
+
+
+def _request_of(exc: httpx.HTTPError, endpoint: Endpoint, body: Sequence[bytes]) -> httpx.Request:
+    """The request a transport error is about: its own, else the one ``body`` makes."""
+    try:
+        return exc.request
+    except RuntimeError:  # raised by a transport that did not attach it
+        return endpoint.request(body)
 
 
 def _redacted_json(content: bytes, decoded: object, endpoint: Endpoint) -> object:
@@ -346,17 +431,15 @@ def _redacted_json(content: bytes, decoded: object, endpoint: Endpoint) -> objec
         return redacted.decode("utf-8", "replace")
 
 
-def _result(
-    response: httpx.Response, endpoint: Endpoint, decoded: Any = _NOT_YET
-) -> GenerationResult:
-    """The decoded success body of ``response``, or the error it stands for.
+def _result(answer: Answer, endpoint: Endpoint, decoded: Any = _NOT_YET) -> GenerationResult:
+    """The decoded success body of ``answer``, or the error it stands for.
 
     ``decoded`` is the body already parsed (or the ``_NotJSON`` it raised), when it was.
     """
-    content = response.content
-    code = response.status_code
+    content = answer.content
+    code = answer.status_code
     if not 200 <= code < 300:
-        raise _status_error(response, content, endpoint)
+        raise _status_error(answer.response, content, endpoint)
     try:
         if decoded is _NOT_YET:
             decoded = _loads(content)
@@ -366,18 +449,17 @@ def _result(
         text = endpoint.redact(content.decode("utf-8", "replace"))
         raise APIResponseValidationError(
             f"the API answered {code} with a body that is not JSON: {_snippet(text) or '(empty)'}",
-            response=response,
+            response=answer.response,
             body=text,
         ) from exc
     if not isinstance(decoded, dict) or not isinstance(decoded.get("data"), list):
         text = endpoint.redact(content.decode("utf-8", "replace"))
         raise APIResponseValidationError(
             f"the API answered {code} without a 'data' list: {_snippet(text)}",
-            response=response,
+            response=answer.response,
             body=_redacted_json(content, decoded, endpoint),
         )
-    headers = response.headers
     request_id = next(
-        (value for name in _REQUEST_ID_HEADERS if (value := headers.get(name)) is not None), None
+        (value for name in _REQUEST_ID_HEADERS if (value := answer.header(name)) is not None), None
     )
-    return GenerationResult(decoded, request_id, rate_limit_headers(headers.raw))
+    return GenerationResult(decoded, request_id, rate_limit_headers(answer.raw_headers))

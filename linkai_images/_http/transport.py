@@ -32,6 +32,8 @@ from .._exceptions import LinkAIError
 if TYPE_CHECKING:
     import httpcore
 
+    from .aio import AiohttpTransport
+
 __all__ = [
     "DOWNLOAD_CONNECTIONS",
     "HTTP_BACKENDS",
@@ -108,6 +110,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
         self.backend = backend
         self.keepalive_expiry = keepalive_expiry
         self._inner: httpx.AsyncBaseTransport | None = None
+        self._aiohttp: AiohttpTransport | None = None
         self._closed = False
         if backend != "httpx" and current_async_library() == "asyncio" and _aiohttp_installed():
             # Built inside a running loop: import aiohttp now (about 0.1 s) rather
@@ -127,6 +130,12 @@ class AutoTransport(httpx.AsyncBaseTransport):
         """The transport in use, once the first request has chosen it."""
         return self._inner
 
+    def aiohttp(self) -> AiohttpTransport | None:
+        """The aiohttp transport, when it is the one in use (chosen now if not yet)."""
+        if self._inner is None:
+            self._choose()
+        return self._aiohttp
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the chosen transport (choosing it the first time)."""
         inner = self._inner or self._choose()
@@ -140,7 +149,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
         if library == "asyncio" and self.backend != "httpx" and _aiohttp_installed():
             from .aio import AiohttpTransport
 
-            inner = AiohttpTransport(
+            inner = self._aiohttp = AiohttpTransport(
                 max_connections=self.max_connections, keepalive_expiry=self.keepalive_expiry
             )
         elif self.backend == "aiohttp":

@@ -1,0 +1,177 @@
+"""The lean path on aiohttp (no httpx.Request/Response per call) answers as the httpx path does.
+
+On asyncio the default transport is aiohttp, and the client posts through
+``AiohttpTransport.post``; an ``httpx.Response`` is built only for an error.
+Each answer below is sent by a plain HTTP origin to a client on that path
+(``"auto"``) and to one on httpx's own (``"httpx"``): results, errors, their
+``response`` and ``request``, and the headers on the wire must be the same.
+On trio both clients take the httpx path, which keeps the comparison honest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from helpers import ThreadedOrigin
+
+from linkai_images import AsyncImageClient, LinkAIError
+from linkai_images._http.aio import AiohttpTransport
+from linkai_images._http.transport import AutoTransport, HTTPBackend, build_transport
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-linkai-lean-key"
+OK = b'{"created": 1, "data": [{"url": "http://cdn.example/a.png"}]}'
+
+#: The answer per prompt: status line, headers, body (``None``: sent without a length).
+ANSWERS: dict[str, tuple[str, list[tuple[str, str]], bytes | None]] = {
+    "ok": (
+        "200 OK",
+        [
+            ("Content-Type", "application/json"),
+            ("X-Request-Id", "req-1"),
+            ("X-RateLimit-Remaining-Requests", "41"),
+            ("x-ratelimit-reset-requests", "2s"),
+        ],
+        OK,
+    ),
+    "two ids": ("200 OK", [("X-Request-Id", "a"), ("x-request-id", "b")], OK),
+    "latin-1 id": ("200 OK", [("Request-Id", "caf\xe9")], OK),
+    "gzip": ("200 OK", [("Content-Encoding", "gzip")], gzip.compress(OK)),
+    "broken gzip": ("200 OK", [("Content-Encoding", "gzip")], b"not gzip at all"),
+    "unsized": ("200 OK", [("Content-Type", "application/json")], None),
+    "not json": ("200 OK", [("Content-Type", "text/plain")], b"hello " + KEY.encode()),
+    "no data": ("200 OK", [], b'{"created": 1}'),
+    "429": (
+        "429 Too Many Requests",
+        [("Retry-After", "7"), ("X-RateLimit-Limit-Requests", "60")],
+        b'{"error": {"message": "slow down", "type": "rate_limit"}}',
+    ),
+    "500 html": ("500 Internal Server Error", [], b"<html><title>Bad gateway</title></html>"),
+    "302": ("302 Found", [("Location", "https://elsewhere.example/x")], b""),
+}
+
+
+class _Origin(http.server.BaseHTTPRequestHandler):
+    """Answers each POST with ``ANSWERS[prompt]``; keeps the headers it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[list[tuple[str, str]]] = []  # noqa: RUF012 - one list for the handler class
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append([(k.lower(), v) for k, v in self.headers.items()])
+        status, headers, content = ANSWERS[json.loads(body)["prompt"]]
+        self.wfile.write(f"HTTP/1.1 {status}\r\n".encode())
+        for name, value in headers:
+            self.wfile.write(f"{name}: {value}\r\n".encode("latin-1"))
+        if content is None:  # no Content-Length: the body ends with the connection
+            self.wfile.write(b"Connection: close\r\n\r\n" + OK)
+            self.close_connection = True
+            return
+        self.wfile.write(f"Content-Length: {len(content)}\r\n\r\n".encode() + content)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def origin() -> Iterator[str]:
+    """The origin on a free loopback port; its base URL."""
+    _Origin.seen = []
+    with ThreadedOrigin(_Origin) as url:
+        yield url + "/v1"
+
+
+def _client(origin: str, backend: HTTPBackend) -> AsyncImageClient:
+    return AsyncImageClient(
+        KEY,
+        base_url=origin,
+        default_model="gpt-image-2",
+        max_retries=0,
+        transport=build_transport(4, backend),
+    )
+
+
+def _response(response: httpx.Response | None) -> dict[str, Any] | None:
+    """What a user can read of an error's response and its request."""
+    if response is None:
+        return None
+    request = response.request
+    return {
+        "status": response.status_code,
+        "reason": response.reason_phrase,
+        "http_version": response.http_version,
+        "headers": response.headers.multi_items(),
+        "content": response.content,
+        "text": response.text,
+        "request": (request.method, str(request.url), request.headers.multi_items()),
+        "request_body": request.content,
+    }
+
+
+async def _outcome(client: AsyncImageClient, prompt: str) -> dict[str, Any]:
+    try:
+        answer = await client.generate(prompt)
+    except LinkAIError as exc:
+        return {
+            "error": type(exc).__name__,
+            "message": str(exc),
+            "status": getattr(exc, "status_code", None),
+            "retry_after": getattr(exc, "retry_after", None),
+            "rate_limit_headers": getattr(exc, "rate_limit_headers", None),
+            "body": getattr(exc, "body", None),
+            "response": _response(getattr(exc, "response", None)),
+        }
+    return {
+        "urls": [image.url for image in answer.data],
+        "request_id": answer.request_id,
+        "rate_limit_headers": dict(answer.rate_limit_headers),
+    }
+
+
+@pytest.mark.parametrize("prompt", sorted(ANSWERS))
+async def test_each_answer_reads_the_same_on_both_paths(origin: str, prompt: str) -> None:
+    """Result, typed error, its response and request, and the wire headers match httpx's path."""
+    outcomes = []
+    for backend in ("auto", "httpx"):
+        async with _client(origin, backend) as client:
+            outcomes.append(await _outcome(client, prompt))
+    lean, plain = outcomes
+    assert plain == lean
+    sent_lean, sent_plain = _Origin.seen
+    assert sorted(sent_plain) == sorted(sent_lean)
+
+
+async def test_the_lean_path_is_the_one_taken_on_asyncio(
+    origin: str, anyio_backend: tuple[str, dict[str, object]]
+) -> None:
+    """On asyncio a default client posts through aiohttp's lean path; on trio through httpx."""
+    async with _client(origin, "auto") as client:
+        assert ["http://cdn.example/a.png"] == (await _outcome(client, "ok"))["urls"]
+        transport = client._transport
+        assert isinstance(transport, AutoTransport)
+        lean = isinstance(transport.selected, AiohttpTransport)
+        assert (anyio_backend[0] == "asyncio") == lean
+        assert lean == (client._send == client._send_lean)
+
+
+async def test_a_refused_connection_on_the_lean_path_is_never_sent(origin: str) -> None:
+    """A connection refused before sending is ``request_sent=False`` with the request attached."""
+    with ThreadedOrigin(_Origin) as url:
+        dead = url + "/v1"
+    async with _client(dead, "auto") as client:
+        with pytest.raises(LinkAIError) as caught:
+            await client.generate("ok")
+    error = caught.value
+    assert (False, "POST", dead + "/images/generations") == (
+        getattr(error, "request_sent", None),
+        error.request.method,  # type: ignore[attr-defined]
+        str(error.request.url),  # type: ignore[attr-defined]
+    )
