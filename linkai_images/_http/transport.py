@@ -7,9 +7,9 @@ request, by the async library that is running it:
   (``_aiohttp.py``), an aiohttp session behind the httpx transport interface.
   It is the cheapest measured: about a tenth of raw httpx's CPU per request
   at 500-way concurrency (``docs/performance.md``).
-- trio, or asyncio without aiohttp: ``PooledTransport`` (``_pool.py``),
-  httpcore's HTTP/1.1 connections in a pool whose checkout does not scan
-  every connection, unlike httpcore's own.
+- trio, or asyncio without aiohttp: ``PooledTransport`` (``pool.py``), the
+  SDK's HTTP/1.1 connections (``h1.py``; trio's own sockets on trio) in a pool
+  whose checkout does not scan every connection, unlike httpcore's.
 
 The client bounds its in-flight requests itself (``max_concurrency``), so the
 pool holds that many connections plus the downloads' own: a request that got
@@ -30,8 +30,6 @@ import httpx
 from .._exceptions import LinkAIError
 
 if TYPE_CHECKING:
-    import httpcore
-
     from .aio import AiohttpTransport
 
 __all__ = [
@@ -49,7 +47,7 @@ DOWNLOAD_CONNECTIONS = 16
 KEEPALIVE_EXPIRY = 30.0
 
 #: What moves the bytes: ``"auto"`` (aiohttp on asyncio when installed, else
-#: httpcore), ``"aiohttp"`` (asyncio only) or ``"httpx"`` (httpcore, any backend).
+#: the pool), ``"aiohttp"`` (asyncio only) or ``"httpx"`` (the pool, any backend).
 HTTPBackend = Literal["auto", "aiohttp", "httpx"]
 HTTP_BACKENDS: tuple[HTTPBackend, ...] = ("auto", "aiohttp", "httpx")
 
@@ -158,17 +156,12 @@ class AutoTransport(httpx.AsyncBaseTransport):
                 "use 'auto' or 'httpx'"
             )
         else:
-            import httpcore  # httpx 0.28 imports it lazily too: it pulls in h11 and trio
-
             from .pool import PooledTransport
 
-            network: httpcore.AsyncNetworkBackend = (
-                httpcore.TrioBackend() if library == "trio" else httpcore.AnyIOBackend()
-            )
             inner = PooledTransport(
                 max_connections=self.max_connections,
                 keepalive_expiry=self.keepalive_expiry,
-                network_backend=network,
+                library=library,
             )
         self._inner = inner
         return inner
