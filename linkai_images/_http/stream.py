@@ -5,10 +5,9 @@ the JSON text around the images, and each image's encoded bytes, shared by
 every request that uses the image. ``PiecesStream`` hands them to the
 transport without joining them:
 
-- on the httpcore pool (trio, or asyncio without aiohttp) as an async
-  iterator of ``memoryview`` slices of ``WRITE_SLICE`` bytes, so that h11
-  copies one slice at a time and the socket applies back-pressure between
-  slices;
+- on the pool (trio, or asyncio without aiohttp) as an async iterator of
+  ``memoryview`` slices of ``WRITE_SLICE`` bytes, each written as it is
+  (``h1.py``), so the socket applies back-pressure between slices;
 - on aiohttp as a payload writing the same slices (``aio.py``).
 
 ``Content-Length`` is always the sum of the pieces: no chunked upload, which
@@ -84,7 +83,7 @@ class _Slices:
             self._view, self._offset = memoryview(piece), 0
         start = self._offset
         self._offset = start + WRITE_SLICE
-        # A memoryview, not a copy: h11 joins it into the bytes it sends, and
+        # A memoryview, not a copy: the pool writes it as it is, and
         # bytes-like is all the socket layers below need.
         return cast(bytes, self._view[start : start + WRITE_SLICE])
 

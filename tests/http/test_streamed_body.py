@@ -85,7 +85,7 @@ def origin(received: _Received) -> Iterator[str]:
 
 @pytest.fixture(params=["auto", "httpx"])
 def backend(request: pytest.FixtureRequest) -> HTTPBackend:
-    """aiohttp (``auto`` on asyncio), and the httpcore pool (``httpx``, and ``auto`` on trio)."""
+    """aiohttp (``auto`` on asyncio), and the SDK's pool (``httpx``, and ``auto`` on trio)."""
     return request.param  # type: ignore[no-any-return]
 
 

@@ -100,7 +100,7 @@ def test_pool_holds_the_bound_plus_the_downloads() -> None:
 async def test_the_transport_is_chosen_by_the_running_library(
     client: AsyncImageClient, backend: HTTPBackend, anyio_backend_name: str
 ) -> None:
-    """auto: aiohttp on asyncio, the httpcore pool on trio; httpx: the pool everywhere."""
+    """auto: aiohttp on asyncio, the SDK's pool on trio; httpx: the pool everywhere."""
     transport = client._transport
     assert isinstance(transport, AutoTransport)
     assert transport.selected is None
@@ -113,7 +113,7 @@ async def test_the_transport_is_chosen_by_the_running_library(
 async def test_without_aiohttp_auto_falls_back_to_the_pool(
     fake: FakeLinkAI, server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the aiohttp extra missing, auto sends through the httpcore pool on any backend."""
+    """With the aiohttp extra missing, auto sends through the SDK's pool on any backend."""
     monkeypatch.setattr("linkai_images._http.transport._aiohttp_installed", lambda: False)
     transport = build_transport(4)
     async with httpx.AsyncClient(transport=transport) as http:
