@@ -17,8 +17,9 @@ on the second; interleaved, medians of ``--reps``:
 
 - ``linkai``: ``AsyncImageClient.generate_many`` on asyncio (aiohttp);
 - ``linkai-trio``: the same on trio (the httpcore pool);
-- ``before``: ``linkai`` from the checkout in ``--before DIR`` (the SDK before
-  the change, e.g. ``git archive OLD linkai_images | tar -x -C DIR``);
+- ``before``, ``before-trio``: ``linkai`` and ``linkai-trio`` from the checkout
+  in ``--before DIR`` (the SDK before the change, e.g.
+  ``git archive OLD linkai_images | tar -x -C DIR``);
 - ``openai``: ``AsyncOpenAI().images.generate`` under a semaphore, sending
   the data URI through ``extra_body``; the URI is built once per distinct
   image (what a careful user would do), inside the measurement;
@@ -69,8 +70,8 @@ B64_CALLS = 3
 TICK = 0.001
 #: Contenders to run (``--only``); empty: all.
 ONLY: set[str] = set()
-BATCH_CONTENDERS = ("linkai", "linkai-trio", "before", "openai", "floor")
-B64_CONTENDERS = ("linkai", "linkai-trio", "before", "openai")
+BATCH_CONTENDERS = ("linkai", "linkai-trio", "before", "before-trio", "openai", "floor")
+B64_CONTENDERS = ("linkai", "linkai-trio", "before", "before-trio", "openai")
 
 
 def _pins() -> tuple[list[str], list[str]]:
@@ -307,7 +308,7 @@ def worker(spec: dict[str, Any]) -> None:
     sys.path.insert(0, spec["sdk"])
     import anyio
 
-    if spec["contender"] == "linkai-trio":
+    if spec["contender"] in ("linkai-trio", "before-trio"):
         result = anyio.run(_measure, spec, backend="trio")
     else:
         result = anyio.run(_measure, spec, backend="asyncio")
@@ -346,9 +347,35 @@ def make_images(directory: Path, count: int) -> list[str]:
     return paths
 
 
+#: Bytecode of the SDKs measured, as an installed package has it: without it every
+#: module imported during a run (the batch engine at the first ``generate_many``)
+#: would be compiled then, on the event loop (this machine sets PYTHONDONTWRITEBYTECODE).
+PYCACHE = Path("/tmp/linkai-bench-pycache")
+
+
+def _bytecode_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    return env
+
+
+def compile_sdks(*roots: str) -> None:
+    """Byte-compile each SDK checkout into ``PYCACHE``, as ``pip install`` would."""
+    for root in roots:
+        package = Path(root) / "linkai_images"
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(package)],
+            env=_bytecode_env(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
-    done = subprocess.run(CLIENT_PIN + command, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        CLIENT_PIN + command, capture_output=True, text=True, check=False, env=_bytecode_env()
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{spec['contender']} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -363,9 +390,10 @@ def _run_case(
     results: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for rep in range(reps):
         for contender in contenders:
-            if (contender == "before" and not before) or (ONLY and contender not in ONLY):
+            earlier = contender.startswith("before")
+            if (earlier and not before) or (ONLY and contender not in ONLY):
                 continue
-            sdk = before if contender == "before" else str(ROOT)
+            sdk = before if earlier else str(ROOT)
             spec = {**base, "case": case, "contender": contender, "sdk": sdk}
             result = run_worker(spec)
             results[contender].append(result)
@@ -494,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         ONLY.update(args.only.split(","))
     images = make_images(Path(args.images), DISTINCT)
+    compile_sdks(str(ROOT), *([args.before] if args.before else []))
     started = time.perf_counter()
     sections: list[str] = []
     for case in cases:

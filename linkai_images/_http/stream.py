@@ -22,6 +22,8 @@ from typing import cast
 
 import httpx
 
+from .turns import TurnGate
+
 __all__ = ["WRITE_SLICE", "BytesStream", "PiecesStream", "StreamedRequest"]
 
 #: Bytes handed to the socket at a time when a body streams from its pieces.
@@ -65,12 +67,13 @@ class BytesStream(httpx.ByteStream):
 class _Slices:
     """The pieces as ``memoryview`` slices of at most ``WRITE_SLICE`` bytes (no generator)."""
 
-    __slots__ = ("_offset", "_pieces", "_view")
+    __slots__ = ("_gate", "_offset", "_pieces", "_view")
 
-    def __init__(self, pieces: Sequence[bytes]) -> None:
+    def __init__(self, pieces: Sequence[bytes], gate: TurnGate | None) -> None:
         self._pieces = iter(pieces)
         self._view = memoryview(b"")
         self._offset = 0
+        self._gate = gate
 
     def __aiter__(self) -> _Slices:
         return self
@@ -81,6 +84,8 @@ class _Slices:
             if piece is None:
                 raise StopAsyncIteration
             self._view, self._offset = memoryview(piece), 0
+        if self._gate is not None:  # a few slices per turn across all uploads
+            await self._gate.enter()
         start = self._offset
         self._offset = start + WRITE_SLICE
         # A memoryview, not a copy: the pool writes it as it is, and
@@ -94,17 +99,23 @@ class PiecesStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     Args:
         pieces: the body's bytes, in order (shared with other requests; never
             changed).
+
+    Attributes:
+        gate: when set (by the transport), each slice waits its turn there,
+            so that many uploads together write a bounded amount per turn of
+            the event loop.
     """
 
     def __init__(self, pieces: Sequence[bytes]) -> None:
         self.pieces = tuple(pieces)
         self.size = sum(len(piece) for piece in self.pieces)
+        self.gate: TurnGate | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.pieces)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Slices(self.pieces)
+        return _Slices(self.pieces, self.gate)
 
 
 class StreamedRequest(httpx.Request):

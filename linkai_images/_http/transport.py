@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Literal
 import httpx
 
 from .._exceptions import LinkAIError
+from .stream import PiecesStream
+from .turns import SLICES_PER_TURN, STARTS_PER_TURN, TurnGate
 
 if TYPE_CHECKING:
     from .aio import AiohttpTransport
@@ -110,6 +112,10 @@ class AutoTransport(httpx.AsyncBaseTransport):
         self._inner: httpx.AsyncBaseTransport | None = None
         self._aiohttp: AiohttpTransport | None = None
         self._closed = False
+        # Many requests begun, or many uploads written, in one turn of the event
+        # loop would stall it (turns.py); aiohttp's uploads have their own bound.
+        self._starts = TurnGate(STARTS_PER_TURN)
+        self._slices: TurnGate | None = None
         if backend != "httpx" and current_async_library() == "asyncio" and _aiohttp_installed():
             # Built inside a running loop: import aiohttp now (about 0.1 s) rather
             # than in the first request. The choice itself still waits for that
@@ -137,6 +143,9 @@ class AutoTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the chosen transport (choosing it the first time)."""
         inner = self._inner or self._choose()
+        await self._starts.enter()
+        if self._slices is not None and isinstance(request.stream, PiecesStream):
+            request.stream.gate = self._slices
         return await inner.handle_async_request(request)
 
     def _choose(self) -> httpx.AsyncBaseTransport:
@@ -163,6 +172,7 @@ class AutoTransport(httpx.AsyncBaseTransport):
                 keepalive_expiry=self.keepalive_expiry,
                 library=library,
             )
+            self._slices = TurnGate(SLICES_PER_TURN)
         self._inner = inner
         return inner
 
