@@ -34,6 +34,7 @@ import httpx
 import yarl
 
 from .stream import WRITE_SLICE, PiecesStream
+from .turns import STARTS_PER_TURN, TurnGate
 
 __all__ = ["AiohttpTransport", "Exchange", "PostTarget"]
 
@@ -228,6 +229,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._forgotten: weakref.finalize[[aiohttp.BaseConnector], AiohttpTransport] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turns = asyncio.Semaphore(_SLICES_PER_TURN)
+        # Requests begun per turn of the event loop (turns.py): 64 answers arriving
+        # together would otherwise start 64 requests in one turn.
+        self._starts = TurnGate(STARTS_PER_TURN)
         self._closed = False
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
         self._urls: dict[str, yarl.URL] = {}
@@ -326,6 +330,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         unsized or compressed answer, returned as an ``httpx.Response`` for
         httpx to read and decode, as ``handle_async_request`` returns it.
         """
+        await self._starts.enter()
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()
@@ -376,6 +381,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request``; a large or unsized body streams until the response is closed."""
+        await self._starts.enter()
         session = self._session
         if session is None or self._loop is not asyncio.get_running_loop():
             session = self._open()

@@ -143,7 +143,8 @@ class AutoTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the chosen transport (choosing it the first time)."""
         inner = self._inner or self._choose()
-        await self._starts.enter()
+        if inner is not self._aiohttp:  # aiohttp's transport has its own gate
+            await self._starts.enter()
         if self._slices is not None and isinstance(request.stream, PiecesStream):
             request.stream.gate = self._slices
         return await inner.handle_async_request(request)

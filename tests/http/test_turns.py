@@ -9,6 +9,7 @@ import anyio.lowlevel
 import pytest
 
 from linkai_images import AsyncImageClient
+from linkai_images._http import aio
 from linkai_images._http import transport as transport_module
 from linkai_images._http.turns import TurnGate
 from linkai_images.testing import FakeServer
@@ -124,6 +125,7 @@ async def test_a_batch_through_a_narrow_gate_loses_and_repeats_nothing(
 ) -> None:
     """40 requests through a gate of 1 start and 1 slice per turn: 40 answers, 40 requests seen."""
     monkeypatch.setattr(transport_module, "STARTS_PER_TURN", 1)
+    monkeypatch.setattr(aio, "STARTS_PER_TURN", 1)
     monkeypatch.setattr(transport_module, "SLICES_PER_TURN", 1)
     png = b"\x89PNG\r\n\x1a\n" + bytes(600_000)
     async with AsyncImageClient(
