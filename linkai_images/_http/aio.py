@@ -317,14 +317,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self,
         target: PostTarget,
         body: Sequence[bytes],
-        request: Callable[[], httpx.Request],
+        request: Callable[[Sequence[bytes]], httpx.Request],
     ) -> Exchange | httpx.Response:
         """POST ``body`` (its pieces, sent one after another) to ``target``.
 
         The lean path of the client's generation calls: no ``httpx.Request``
         or ``httpx.Response`` is built for an answer of known length up to
         ``_EAGER_BODY`` (every API answer), which comes back as an
-        ``Exchange``. ``request`` builds the ``httpx.Request`` this POST
+        ``Exchange``. ``request(body)`` builds the ``httpx.Request`` this POST
         stands for, only when one is needed: for an error (raised as the
         same httpx error ``handle_async_request`` raises), or for a large,
         unsized or compressed answer, returned as an ``httpx.Response`` for
@@ -355,7 +355,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             length = response.content_length
             stream: httpx.AsyncByteStream
             if length is None or length > _EAGER_BODY:
-                sent = request()
+                sent = request(body)
                 stream = _ResponseStream(response, sent)
             else:
                 try:
@@ -365,9 +365,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 if "Content-Encoding" not in response.headers:
                     return response.status, _reason(response), response.raw_headers, content
                 # Compressed: httpx decodes it, as for handle_async_request.
-                sent, stream = request(), httpx.ByteStream(content)
+                sent, stream = request(body), httpx.ByteStream(content)
         except Exception as exc:
-            mapped = _map_error(exc, request())
+            mapped = _map_error(exc, request(body))
             if mapped is None:
                 raise
             raise mapped from exc

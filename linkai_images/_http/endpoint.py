@@ -21,11 +21,11 @@ import httpx
 
 from .._config import mask_secret, redact_secret
 from .._exceptions import (
+    RATE_LIMIT_HEADER_PREFIXES,
     APIConnectionError,
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
-    rate_limit_headers,
     status_error_class,
 )
 from .answer import BIG_ANSWER, loads_sliced
@@ -42,7 +42,8 @@ __all__ = [
     "post_generation",
 ]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-trace-id")
+#: The headers that carry a request's id, in order of preference.
+_REQUEST_ID_NAMES = (b"x-request-id", b"request-id", b"x-trace-id")
 _MAX_SNIPPET = 200
 
 #: httpx errors raised before any byte of the request could have been sent.
@@ -238,10 +239,19 @@ class Answer:
         response: the response, when the transport made one; else it is
             built from the above, ``reason`` and ``request()``.
         reason: the reason phrase of the status line.
-        request: builds the request the answer is for.
+        request: builds the request the answer is for, from ``body``.
+        body: the body sent (its pieces).
     """
 
-    __slots__ = ("_reason", "_request", "_response", "content", "raw_headers", "status_code")
+    __slots__ = (
+        "_body",
+        "_reason",
+        "_request",
+        "_response",
+        "content",
+        "raw_headers",
+        "status_code",
+    )
 
     def __init__(
         self,
@@ -251,7 +261,8 @@ class Answer:
         *,
         response: httpx.Response | None = None,
         reason: bytes = b"",
-        request: Callable[[], httpx.Request] | None = None,
+        request: Callable[[Sequence[bytes]], httpx.Request] | None = None,
+        body: Sequence[bytes] = (),
     ) -> None:
         self.status_code = status_code
         self.raw_headers = raw_headers
@@ -259,6 +270,7 @@ class Answer:
         self._response = response
         self._reason = reason
         self._request = request
+        self._body = body
 
     @classmethod
     def of(cls, response: httpx.Response) -> Answer:
@@ -274,7 +286,7 @@ class Answer:
                 headers=self.raw_headers,
                 content=self.content,
                 extensions={"http_version": b"HTTP/1.1", "reason_phrase": self._reason},
-                request=self._request() if self._request is not None else None,
+                request=self._request(self._body) if self._request is not None else None,
             )
         return self._response
 
@@ -459,7 +471,20 @@ def _result(answer: Answer, endpoint: Endpoint, decoded: Any = _NOT_YET) -> Gene
             response=answer.response,
             body=_redacted_json(content, decoded, endpoint),
         )
-    request_id = next(
-        (value for name in _REQUEST_ID_HEADERS if (value := answer.header(name)) is not None), None
-    )
-    return GenerationResult(decoded, request_id, rate_limit_headers(answer.raw_headers))
+    return GenerationResult(decoded, *_read_headers(answer))
+
+
+def _read_headers(answer: Answer) -> tuple[str | None, dict[str, str]]:
+    """The request id and the rate-limit headers, in one pass over the raw headers."""
+    ids: set[bytes] = set()
+    limits: dict[str, str] = {}
+    for name, value in answer.raw_headers:
+        lowered = name.lower()
+        if lowered in _REQUEST_ID_NAMES:
+            ids.add(lowered)
+        elif lowered.startswith(RATE_LIMIT_HEADER_PREFIXES):
+            limits[lowered.decode("latin-1")] = value.decode("latin-1")
+    for name in _REQUEST_ID_NAMES:  # by preference
+        if name in ids:
+            return answer.header(name.decode()), limits
+    return None, limits

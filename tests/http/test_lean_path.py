@@ -43,6 +43,7 @@ ANSWERS: dict[str, tuple[str, list[tuple[str, str]], bytes | None]] = {
     ),
     "two ids": ("200 OK", [("X-Request-Id", "a"), ("x-request-id", "b")], OK),
     "latin-1 id": ("200 OK", [("Request-Id", "caf\xe9")], OK),
+    "trace id": ("200 OK", [("X-Trace-Id", "t-1"), ("Request-Id", "r-1")], OK),
     "gzip": ("200 OK", [("Content-Encoding", "gzip")], gzip.compress(OK)),
     "broken gzip": ("200 OK", [("Content-Encoding", "gzip")], b"not gzip at all"),
     "unsized": ("200 OK", [("Content-Type", "application/json")], None),
@@ -147,6 +148,28 @@ async def test_each_answer_reads_the_same_on_both_paths(origin: str, prompt: str
     assert plain == lean
     sent_lean, sent_plain = _Origin.seen
     assert sorted(sent_plain) == sorted(sent_lean)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "request_id", "limits"),
+    [
+        (
+            "ok",
+            "req-1",
+            {"x-ratelimit-remaining-requests": "41", "x-ratelimit-reset-requests": "2s"},
+        ),
+        ("two ids", "a, b", {}),
+        ("latin-1 id", "caf\xe9", {}),
+        ("trace id", "r-1", {}),
+    ],
+)
+async def test_request_id_and_rate_limit_headers_are_read(
+    origin: str, prompt: str, request_id: str, limits: dict[str, str]
+) -> None:
+    """The request id (x-request-id, else request-id, else x-trace-id) and rate-limit headers."""
+    async with _client(origin, "auto") as client:
+        outcome = await _outcome(client, prompt)
+    assert (request_id, limits) == (outcome["request_id"], outcome["rate_limit_headers"])
 
 
 async def test_the_lean_path_is_the_one_taken_on_asyncio(
