@@ -131,3 +131,30 @@ def test_sliced_b64decode_refuses_invalid_base64(text: str) -> None:
     """Padding in the middle, a bad length, a bad character: binascii.Error."""
     with pytest.raises(binascii.Error):
         b64decode_sliced(text, slice_chars=4)
+
+
+def test_a_big_string_is_copied_in_bounded_slices_into_an_equal_str(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4 MB base64 value: copied in slices of at most 256 KiB, and the str equals json.loads'."""
+    sizes: list[int] = []
+    real_copy = answer._Filler.copy
+
+    def copy(self: answer._Filler, into: int, start: int, size: int) -> None:
+        sizes.append(size)
+        real_copy(self, into, start, size)
+
+    monkeypatch.setattr(answer._Filler, "copy", copy)
+    parsed = answer.loads_sliced(ANSWER)
+    value = parsed["data"][0]["b64_json"]
+    assert json.loads(ANSWER) == parsed
+    assert (str, hash(base64.b64encode(IMAGE).decode())) == (type(value), hash(value))
+    assert len(value) == sum(sizes)
+    assert answer._SLICE >= max(sizes)
+
+
+def test_a_big_string_with_a_raw_control_character_is_refused_as_json_loads_does() -> None:
+    """A control byte deep inside a 300 KB string: the same error as json.loads, nothing built."""
+    content = b'{"data": ["' + b"A" * 300_000 + b'\x07"]}'
+    with pytest.raises(json.JSONDecodeError):
+        answer.loads_sliced(content)
