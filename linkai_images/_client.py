@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ._batch.plan import BatchPlan
     from ._batch.prices import PriceArg
     from ._batch.progress import ProgressArg
-    from ._http.aio import AiohttpTransport, PostTarget
+    from ._http.transport import LeanPost
     from ._inputs.images import ImageInput
     from ._pacing import Pacer, Ticket
 
@@ -205,9 +205,8 @@ class AsyncImageClient:
         )
         self._owns_http = http_client is None
         self._send: Sender
-        # Set when the own transport turns out to be aiohttp's (see _send_direct).
-        self._aiohttp: AiohttpTransport
-        self._target: PostTarget
+        # Set when the own transport has a lean POST: aiohttp's or the pool (see _send_direct).
+        self._post: LeanPost
         if http_client is None:
             self._transport = transport or build_transport(max_concurrency)
             self._http = httpx.AsyncClient(
@@ -350,9 +349,12 @@ class AsyncImageClient:
 
     async def _send_direct(self, body: Sequence[bytes]) -> Answer:
         transport = self._transport
-        if isinstance(transport, AutoTransport) and (aiohttp := transport.aiohttp()) is not None:
-            # aiohttp chosen (asyncio): from now on, its lean path (_send_lean).
-            self._aiohttp, self._target = aiohttp, aiohttp.target(self._endpoint.request(b""))
+        if (
+            isinstance(transport, AutoTransport)
+            and (post := transport.lean_post(self._endpoint.request(b""))) is not None
+        ):
+            # From now on, the chosen transport's lean path (_send_lean).
+            self._post = post
             self._send = self._send_lean
             return await self._send_lean(body)
         request = self._endpoint.request(body)
@@ -360,7 +362,7 @@ class AsyncImageClient:
 
     async def _send_lean(self, body: Sequence[bytes]) -> Answer:
         request = self._endpoint.request
-        got = await self._aiohttp.post(self._target, body, request)
+        got = await self._post(body, request)
         if isinstance(got, httpx.Response):  # a large, unsized or compressed answer
             assert got.request is not None
             return await _read(got, got.request)

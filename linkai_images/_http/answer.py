@@ -11,8 +11,8 @@ releasing the GIL between slices. A string value of at least
 ``_BIG_STRING`` bytes, pure ASCII and without escapes (base64 always is), is
 turned into a ``str`` slice by slice (on CPython copied into a ``str`` made at
 its full length, with the GIL released for each copy: ``_Filler``) and
-replaced in the JSON text by a placeholder; ``json.loads`` then parses what is left (a few hundred bytes)
-and the placeholders are swapped back. Anything else is left to
+replaced in the JSON text by a placeholder; ``json.loads`` then parses what is
+left (a few hundred bytes) and the placeholders are swapped back. Anything else is left to
 ``json.loads`` as it is, so the result always equals ``json.loads(content)``.
 """
 

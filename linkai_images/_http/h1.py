@@ -39,15 +39,25 @@ from __future__ import annotations
 import re
 import select
 import ssl
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
 import httpx
 
-from .stream import WRITE_SLICE
+from .stream import WRITE_SLICE, PiecesStream
+from .turns import TurnGate
 
-__all__ = ["MAX_HEAD", "READ_SIZE", "Connection", "connect"]
+__all__ = [
+    "MAX_HEAD",
+    "READ_SIZE",
+    "Body",
+    "Connection",
+    "RequestFactory",
+    "connect",
+    "head_prefix",
+    "prepare",
+]
 
 #: Bytes asked of the socket per read (64 KiB: below malloc's mmap threshold).
 READ_SIZE = 65536
@@ -67,6 +77,13 @@ _DIGITS = re.compile(rb"[0-9]{1,18}")
 _LENGTH, _CHUNKED, _UNTIL_CLOSE = 0, 1, 2
 # Where a chunked body stands: in chunk data, before a size line, after the last chunk.
 _DATA, _SIZE, _TRAILER = 0, 1, 2
+
+
+#: Builds the ``httpx.Request`` an exchange stands for, when an error or a response needs it.
+RequestFactory = Callable[[], httpx.Request]
+#: A request body as ``Connection.exchange`` takes it: bytes in memory, shared pieces written
+#: one after another, or any async stream of bytes.
+Body = bytes | tuple[bytes, ...] | AsyncIterable[bytes]
 
 
 class _Wire(Protocol):
@@ -188,7 +205,7 @@ async def connect(
     host: str,
     port: int,
     *,
-    request: httpx.Request,
+    request: RequestFactory,
     timeout: float | None,
     keepalive_expiry: float,
     tls: ssl.SSLContext | None = None,
@@ -212,11 +229,11 @@ async def connect(
                 wire, fd = await _connect_anyio(host, port, tls, server_hostname)
     except lib.errors as exc:
         raise httpx.ConnectError(
-            f"cannot connect to {host}:{port}: {exc or type(exc).__name__}", request=request
+            f"cannot connect to {host}:{port}: {exc or type(exc).__name__}", request=request()
         ) from exc
     if wire is None:  # the scope caught its own deadline
         raise httpx.ConnectTimeout(
-            f"no connection to {host}:{port} within {timeout}s", request=request
+            f"no connection to {host}:{port} within {timeout}s", request=request()
         )
     return Connection(wire, fd, lib, keepalive_expiry)
 
@@ -269,43 +286,75 @@ def _deadline(lib: _Library, timeout: float | None) -> float:
     return float("inf") if timeout is None else lib.now() + timeout
 
 
-def _head(request: httpx.Request) -> tuple[bytes, int | None, bool]:
-    """The request head, the declared body length and whether the body is chunked."""
-    url = request.url
-    raw = request.headers.raw
-    head = b"".join(
+def head_prefix(method: str, url: httpx.URL, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The request line and ``headers`` (written as they are), without the blank line.
+
+    Raises:
+        httpx.LocalProtocolError: a header holds a line break or a NUL (it would
+            split the head, or smuggle a header).
+    """
+    prefix = b"".join(
         [
-            request.method.encode("ascii"),
+            method.encode("ascii"),
             b" ",
             url.raw_path,
             b" HTTP/1.1\r\n",
-            *[name + b": " + value + b"\r\n" for name, value in raw],
-            b"\r\n",
+            *[name + b": " + value + b"\r\n" for name, value in headers],
         ]
     )
-    breaks = len(raw) + 2
-    if head.count(b"\n") != breaks or head.count(b"\r") != breaks or b"\0" in head:
+    breaks = len(headers) + 1
+    if prefix.count(b"\n") != breaks or prefix.count(b"\r") != breaks or b"\0" in prefix:
         raise httpx.LocalProtocolError(
-            "a request header holds a line break or a NUL; nothing was sent", request=request
+            "a request header holds a line break or a NUL; nothing was sent"
         )
-    length = request.headers.get("content-length")
-    if length is not None:
-        if _DIGITS.fullmatch(length.encode("ascii", "replace")) is None:
-            raise httpx.LocalProtocolError(
-                f"Content-Length {length!r} is not a number of bytes", request=request
-            )
-        return head, int(length), False
+    return prefix
+
+
+def prepare(request: httpx.Request) -> tuple[bytes, Body, int | None, bool]:
+    """``request``'s head, its body, the declared body length and whether it is chunked.
+
+    Raises:
+        httpx.LocalProtocolError: a header would split the head; the length
+            is not a number; an in-memory body is not the declared length.
+    """
+    try:
+        head = head_prefix(request.method, request.url, request.headers.raw) + b"\r\n"
+    except httpx.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(str(exc), request=request) from None
+    length: int | None = None
+    declared = request.headers.get("content-length")
     coding = request.headers.get("transfer-encoding")
-    return head, None, coding is not None and coding.lower() == "chunked"
+    chunked = declared is None and coding is not None and coding.lower() == "chunked"
+    if declared is not None:
+        if _DIGITS.fullmatch(declared.encode("ascii", "replace")) is None:
+            raise httpx.LocalProtocolError(
+                f"Content-Length {declared!r} is not a number of bytes", request=request
+            )
+        length = int(declared)
+    stream = request.stream
+    body: Body
+    if isinstance(stream, PiecesStream):
+        body = stream.pieces
+    elif isinstance(stream, httpx.ByteStream) and not chunked:  # bytes (stream.BytesStream)
+        body = b"".join(stream)
+        if (length or 0) != len(body):
+            raise httpx.LocalProtocolError(
+                f"the body is {len(body)} bytes but the headers declare {length}",
+                request=request,
+            )
+    else:
+        assert isinstance(stream, AsyncIterable)
+        body = stream
+    return head, body, length, chunked
 
 
 class Connection:
     """One HTTP/1.1 connection; one request at a time.
 
     ``exchange`` writes a request and reads its response head; ``next_chunk``
-    then reads the body. The connection may carry another request once the
-    body is read to its end (``reusable``); anything else (an error, a
-    cancellation, a body left unread) leaves it to be closed.
+    (or ``small_body``) then reads the body. The connection may carry another
+    request once the body is read to its end (``reusable``); anything else (an
+    error, a cancellation, a body left unread) leaves it to be closed.
     """
 
     __slots__ = (
@@ -317,6 +366,7 @@ class Connection:
         "_lib",
         "_remaining",
         "_wire",
+        "encoded",
         "expires",
         "keepalive_expiry",
         "reusable",
@@ -336,6 +386,8 @@ class Connection:
         self.reusable = False
         #: The clock time after which an idle connection is not reused.
         self.expires = 0.0
+        #: The last answer has a Content-Encoding (httpx decodes it).
+        self.encoded = False
 
     def fresh(self) -> bool:
         """Whether this idle connection may carry a request now: not expired, not closed by
@@ -356,120 +408,146 @@ class Connection:
         await self._wire.aclose()
 
     async def exchange(
-        self, request: httpx.Request
+        self,
+        head: bytes,
+        body: Body,
+        length: int | None,
+        chunked: bool,
+        timeouts: Mapping[str, float | None],
+        request: RequestFactory,
+        *,
+        bodiless: bool = False,
+        gate: TurnGate | None = None,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-        """Send ``request``; return the response's status, reason, version and headers.
+        """Send a request; return the response's status, reason, version and headers.
+
+        ``head`` ends with the blank line; ``bodiless``: the answer has no body
+        whatever its headers say (a ``HEAD`` request); ``gate``: each slice of
+        a big piece waits its turn there (``turns.py``).
 
         Raises:
             httpx.WriteError, httpx.WriteTimeout: writing failed (it may have
                 reached the server).
             httpx.ReadError, httpx.ReadTimeout, httpx.RemoteProtocolError: no
                 well-formed response head came.
-            httpx.LocalProtocolError: the request cannot be written as it is.
+            httpx.LocalProtocolError: the body does not match its length.
         """
         self.reusable = False
-        head, length, chunked = _head(request)
-        timeouts = request.extensions.get("timeout") or {}
         lib = self._lib
-        scope = lib.scope()
+        write_timeout = timeouts.get("write")
+        scope = lib.scope(deadline=_deadline(lib, write_timeout))
         writing = True
         with scope:
             try:
-                await self._send(scope, timeouts.get("write"), request, head, length, chunked)
+                await self._send(scope, write_timeout, head, body, length, chunked, request, gate)
             except httpx.WriteError as write_error:
                 # The server may have answered and closed before reading it all (a 413,
                 # a 401): that answer is worth more than the write error.
                 writing = False
-                self._keep_alive = False
                 try:
-                    answer = await self._receive_head(scope, timeouts.get("read"), request)
+                    answer = await self._receive_head(
+                        scope, timeouts.get("read"), request, bodiless
+                    )
                 except httpx.TransportError:
                     raise write_error from None
                 self._keep_alive = False
                 return answer
             writing = False
-            return await self._receive_head(scope, timeouts.get("read"), request)
+            return await self._receive_head(scope, timeouts.get("read"), request, bodiless)
         if writing:
             raise httpx.WriteTimeout(
-                f"the request was not written within {timeouts.get('write')}s", request=request
+                f"the request was not written within {write_timeout}s", request=request()
             )
         raise httpx.ReadTimeout(
-            f"no answer within {timeouts.get('read')}s of the request", request=request
+            f"no answer within {timeouts.get('read')}s of the request", request=request()
         )
 
     async def _send(
         self,
         scope: _Scope,
         timeout: float | None,
-        request: httpx.Request,
         head: bytes,
+        body: Body,
         length: int | None,
         chunked: bool,
+        request: RequestFactory,
+        gate: TurnGate | None,
     ) -> None:
-        stream = request.stream
-        if isinstance(stream, httpx.ByteStream) and not chunked:  # bytes (stream.BytesStream)
-            body = b"".join(stream)
-            if (length or 0) != len(body):
-                raise httpx.LocalProtocolError(
-                    f"the body is {len(body)} bytes but the headers declare {length}",
-                    request=request,
-                )
+        if isinstance(body, bytes):
             if len(body) <= _JOIN_LIMIT:
                 await self._write(scope, timeout, head + body, request)
                 return
-            await self._write(scope, timeout, head, request)
-            with memoryview(body) as view:
-                for start in range(0, len(view), WRITE_SLICE):
-                    await self._write(scope, timeout, view[start : start + WRITE_SLICE], request)
+            body = (body,)
+        if isinstance(body, tuple):
+            # Small pieces go out with what comes before them; big ones slice by slice.
+            pending = head
+            for piece in body:
+                if len(piece) <= _JOIN_LIMIT:
+                    pending += piece
+                    continue
+                await self._write(scope, timeout, pending, request)
+                pending = b""
+                with memoryview(piece) as view:
+                    for start in range(0, len(view), WRITE_SLICE):
+                        if gate is not None:  # a few slices per turn across all uploads
+                            await gate.enter()
+                        part = view[start : start + WRITE_SLICE]
+                        await self._write(scope, timeout, part, request)
+            if pending:
+                await self._write(scope, timeout, pending, request)
             return
         await self._write(scope, timeout, head, request)
-        assert isinstance(stream, AsyncIterable)
         sent = 0
-        async for chunk in stream:
+        async for chunk in body:
             if not chunk:
                 continue
             sent += len(chunk)
             if length is not None and sent > length:
                 raise httpx.LocalProtocolError(
-                    f"the body is longer than its Content-Length of {length}", request=request
+                    f"the body is longer than its Content-Length of {length}", request=request()
                 )
             if chunked:
                 chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
             elif length is None:
                 raise httpx.LocalProtocolError(
                     "the request has a body but neither Content-Length nor chunked encoding",
-                    request=request,
+                    request=request(),
                 )
             await self._write(scope, timeout, chunk, request)
         if chunked:
             await self._write(scope, timeout, b"0\r\n\r\n", request)
         elif length is not None and sent != length:
             raise httpx.LocalProtocolError(
-                f"the body ended after {sent} of its {length} bytes", request=request
+                f"the body ended after {sent} of its {length} bytes", request=request()
             )
 
     async def _write(
-        self, scope: _Scope, timeout: float | None, data: bytes | memoryview, request: httpx.Request
+        self,
+        scope: _Scope,
+        timeout: float | None,
+        data: bytes | memoryview,
+        request: RequestFactory,
     ) -> None:
-        scope.deadline = _deadline(self._lib, timeout)
+        if timeout is not None:
+            scope.deadline = self._lib.now() + timeout
         try:
             await self._wire.send_all(data)
         except self._lib.errors as exc:
             raise httpx.WriteError(
-                f"writing the request failed: {exc or type(exc).__name__}", request=request
+                f"writing the request failed: {exc or type(exc).__name__}", request=request()
             ) from exc
 
-    async def _read(self, scope: _Scope, timeout: float | None, request: httpx.Request) -> bytes:
+    async def _read(self, scope: _Scope, timeout: float | None, request: RequestFactory) -> bytes:
         scope.deadline = _deadline(self._lib, timeout)
         try:
             return await self._wire.receive()
         except self._lib.errors as exc:
             raise httpx.ReadError(
-                f"reading the answer failed: {exc or type(exc).__name__}", request=request
+                f"reading the answer failed: {exc or type(exc).__name__}", request=request()
             ) from exc
 
     async def _receive_head(
-        self, scope: _Scope, timeout: float | None, request: httpx.Request
+        self, scope: _Scope, timeout: float | None, request: RequestFactory, bodiless: bool
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         buffer = self._buffer
         while True:
@@ -483,7 +561,8 @@ class Connection:
                 else:
                     if len(buffer) > MAX_HEAD:
                         raise httpx.RemoteProtocolError(
-                            f"the answer's head is longer than {MAX_HEAD} bytes", request=request
+                            f"the answer's head is longer than {MAX_HEAD} bytes",
+                            request=request(),
                         )
                     data = await self._read(scope, timeout, request)
                     if not data:
@@ -491,11 +570,11 @@ class Connection:
                             "Server disconnected without sending a response."
                             if not buffer
                             else "the server closed the connection within the answer's head",
-                            request=request,
+                            request=request(),
                         )
                     buffer += data
                     continue
-            answer = self._parse_head(text, request)
+            answer = self._parse_head(text, request, bodiless)
             status = answer[0]
             if 100 <= status < 200 and status != 101:
                 continue  # informational (100 Continue, 103 Early Hints): the answer follows
@@ -503,37 +582,38 @@ class Connection:
             return answer
 
     def _parse_head(
-        self, text: bytes, request: httpx.Request
+        self, text: bytes, request: RequestFactory, bodiless: bool
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
         lines = _LINE_BREAK.split(text)
         status_line = _STATUS_LINE.fullmatch(lines[0])
         if status_line is None:
             raise httpx.RemoteProtocolError(
                 f"the answer does not start with an HTTP/1 status line: {lines[0][:80]!r}",
-                request=request,
+                request=request(),
             )
         minor, code, reason = status_line.groups()
         status = int(code)
         if status < 100:
             raise httpx.RemoteProtocolError(
-                f"status {status} is not an HTTP status", request=request
+                f"status {status} is not an HTTP status", request=request()
             )
         headers: list[tuple[bytes, bytes]] = []
         lengths: set[bytes] = set()
         codings: list[bytes] = []
         close = minor == b"0"
+        encoded = False
         for line in lines[1:]:
             if line[:1] in (b" ", b"\t"):  # obs-fold: a continuation of the header before
                 if not headers:
                     raise httpx.RemoteProtocolError(
-                        "the answer's first header line is a continuation", request=request
+                        "the answer's first header line is a continuation", request=request()
                     )
                 name, value = headers.pop()
                 line = name + b": " + value + b" " + line.strip(b" \t")
             field = _FIELD.fullmatch(line)
             if field is None:
                 raise httpx.RemoteProtocolError(
-                    f"the answer has a malformed header line: {line[:80]!r}", request=request
+                    f"the answer has a malformed header line: {line[:80]!r}", request=request()
                 )
             name, value = field.groups()
             headers.append((name, value))
@@ -546,7 +626,9 @@ class Connection:
                 tokens = {token.strip(b" \t").lower() for token in value.split(b",")}
                 if b"close" in tokens:
                     close = True
-        if status == 101 or request.method == "HEAD" or status in (204, 304):
+            elif lowered == b"content-encoding":
+                encoded = True
+        if status == 101 or bodiless or status in (204, 304):
             framing, remaining = _LENGTH, 0
             close = close or status == 101
         elif codings:
@@ -554,7 +636,7 @@ class Connection:
                 raise httpx.RemoteProtocolError(
                     f"Transfer-Encoding {b', '.join(codings).decode('latin-1')!r} is not "
                     "supported; only chunked",
-                    request=request,
+                    request=request(),
                 )
             framing, remaining = _CHUNKED, 0
             self._chunk_state = _SIZE
@@ -562,7 +644,7 @@ class Connection:
             only = lengths.pop() if len(lengths) == 1 else b""
             if _DIGITS.fullmatch(only) is None:
                 raise httpx.RemoteProtocolError(
-                    "the answer's Content-Length is not one number of bytes", request=request
+                    "the answer's Content-Length is not one number of bytes", request=request()
                 )
             framing, remaining = _LENGTH, int(only)
         else:
@@ -570,10 +652,36 @@ class Connection:
         self._framing = framing
         self._remaining = remaining
         self._keep_alive = not close
+        self.encoded = encoded
         return status, reason or b"", b"HTTP/1.%s" % minor, headers
 
-    async def next_chunk(self, request: httpx.Request) -> bytes:
+    async def small_body(
+        self, limit: int, timeout: float | None, request: RequestFactory
+    ) -> bytes | None:
+        """The whole body when its Content-Length is at most ``limit`` and it is not encoded
+        (read now if not yet here); ``None`` for any other body, left unread."""
+        if self._framing != _LENGTH or self._remaining > limit or self.encoded:
+            return None
+        remaining, buffer = self._remaining, self._buffer
+        if len(buffer) >= remaining:  # the usual case: it came with the head
+            content, self._buffer = buffer[:remaining], buffer[remaining:]
+        else:
+            chunks = [buffer]
+            size = len(buffer)
+            while size < remaining:
+                chunk = await self._more(timeout, request, remaining - size)
+                chunks.append(chunk)
+                size += len(chunk)
+            joined = b"".join(chunks)
+            content, self._buffer = joined[:remaining], joined[remaining:]
+        self._remaining = 0
+        self._end()
+        return content
+
+    async def next_chunk(self, timeout: float | None, request: RequestFactory) -> bytes:
         """The next piece of the response body; ``b""`` once it is read whole.
+
+        ``timeout`` bounds each read from the socket.
 
         Raises:
             httpx.ReadError, httpx.ReadTimeout: reading failed.
@@ -584,16 +692,16 @@ class Connection:
             remaining = self._remaining
             if remaining == 0:
                 return self._end()
-            buffer = self._buffer or await self._more(request, remaining)
+            buffer = self._buffer or await self._more(timeout, request, remaining)
             chunk, self._buffer = buffer[:remaining], buffer[remaining:]
             self._remaining = remaining - len(chunk)
             return chunk
         if framing == _CHUNKED:
-            return await self._next_chunked(request)
+            return await self._next_chunked(timeout, request)
         if self._buffer:
             chunk, self._buffer = self._buffer, b""
             return chunk
-        chunk = await self._receive(request)
+        chunk = await self._receive(timeout, request)
         if not chunk:
             self._framing, self._remaining = _LENGTH, 0
             self._keep_alive = False
@@ -604,36 +712,37 @@ class Connection:
         self.reusable = self._keep_alive and not self._buffer
         return b""
 
-    async def _more(self, request: httpx.Request, remaining: int | None = None) -> bytes:
-        data = await self._receive(request)
+    async def _more(
+        self, timeout: float | None, request: RequestFactory, remaining: int | None = None
+    ) -> bytes:
+        data = await self._receive(timeout, request)
         if not data:
             self._keep_alive = False
             short = f"{remaining} bytes " if remaining is not None else ""
             raise httpx.RemoteProtocolError(
                 f"the server closed the connection {short}before the end of the body",
-                request=request,
+                request=request(),
             )
         return data
 
-    async def _receive(self, request: httpx.Request) -> bytes:
-        timeout = (request.extensions.get("timeout") or {}).get("read")
+    async def _receive(self, timeout: float | None, request: RequestFactory) -> bytes:
         scope = self._lib.scope()
         with scope:
             return await self._read(scope, timeout, request)
-        raise httpx.ReadTimeout(f"no more of the answer within {timeout}s", request=request)
+        raise httpx.ReadTimeout(f"no more of the answer within {timeout}s", request=request())
 
-    async def _next_chunked(self, request: httpx.Request) -> bytes:
+    async def _next_chunked(self, timeout: float | None, request: RequestFactory) -> bytes:
         while True:
             state, buffer = self._chunk_state, self._buffer
             if state == _DATA:
                 remaining = self._remaining
                 if not buffer:
-                    buffer = await self._more(request, remaining)
+                    buffer = await self._more(timeout, request, remaining)
                 chunk, self._buffer = buffer[:remaining], buffer[remaining:]
                 self._remaining = remaining = remaining - len(chunk)
                 if remaining == 0:
                     self._chunk_state = _SIZE
-                    self._buffer = await self._expect_crlf(request)
+                    self._buffer = await self._expect_crlf(timeout, request)
                 return chunk
             if state == _SIZE:
                 size_line = _CHUNK_SIZE.match(buffer)
@@ -641,9 +750,9 @@ class Connection:
                     if b"\n" in buffer or len(buffer) > 1024:
                         raise httpx.RemoteProtocolError(
                             f"a chunk size line of the answer is malformed: {buffer[:40]!r}",
-                            request=request,
+                            request=request(),
                         )
-                    self._buffer = buffer + await self._more(request)
+                    self._buffer = buffer + await self._more(timeout, request)
                     continue
                 self._buffer = buffer[size_line.end() :]
                 self._remaining = int(size_line.group(1), 16)
@@ -654,23 +763,23 @@ class Connection:
             if end < 0:
                 if len(buffer) > MAX_HEAD:
                     raise httpx.RemoteProtocolError(
-                        "the answer's chunked trailer is too long", request=request
+                        "the answer's chunked trailer is too long", request=request()
                     )
-                self._buffer = buffer + await self._more(request)
+                self._buffer = buffer + await self._more(timeout, request)
                 continue
             line, self._buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1 :]
             if not line:
                 self._framing, self._remaining = _LENGTH, 0
                 return self._end()
 
-    async def _expect_crlf(self, request: httpx.Request) -> bytes:
+    async def _expect_crlf(self, timeout: float | None, request: RequestFactory) -> bytes:
         buffer = self._buffer
         while len(buffer) < 2 and buffer != b"\n":
-            buffer += await self._more(request)
+            buffer += await self._more(timeout, request)
         if buffer.startswith(b"\r\n"):
             return buffer[2:]
         if buffer.startswith(b"\n"):
             return buffer[1:]
         raise httpx.RemoteProtocolError(
-            "a chunk of the answer is longer than its size says", request=request
+            "a chunk of the answer is longer than its size says", request=request()
         )

@@ -16,17 +16,50 @@ at a third of httpcore's CPU cost on trio.
 from __future__ import annotations
 
 import ssl
-from typing import Any, TypeAlias
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeAlias
 
 import anyio
 import httpx
 
-from .h1 import Connection, connect
+from .h1 import Connection, RequestFactory, connect, head_prefix, prepare
+from .turns import TurnGate
 
-__all__ = ["PooledTransport"]
+__all__ = ["EAGER_BODY", "Exchange", "PooledTransport", "PostTarget"]
 
 _Origin: TypeAlias = tuple[bytes, bytes, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
+#: What ``PooledTransport.post`` returns for an answer read whole: the status, the
+#: reason phrase, the raw headers and the body (``aio.Exchange``'s shape).
+Exchange: TypeAlias = tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes]
+#: Bodies up to this size, when announced by Content-Length, are read before ``post`` returns.
+EAGER_BODY = 1024 * 1024
+
+
+class PostTarget:
+    """Everything about a POST that is the same for every request to one endpoint.
+
+    Built once by ``PooledTransport.target`` from a template request, so that
+    ``post`` builds no URL or headers per request.
+    """
+
+    __slots__ = ("origin", "prefix", "timeouts")
+
+    def __init__(
+        self, origin: _Origin, prefix: bytes, timeouts: Mapping[str, float | None]
+    ) -> None:
+        self.origin = origin
+        self.prefix = prefix
+        self.timeouts = timeouts
+
+
+def _origin(url: httpx.URL, request: RequestFactory) -> _Origin:
+    scheme = url.raw_scheme
+    if scheme not in _DEFAULT_PORTS:
+        raise httpx.UnsupportedProtocol(
+            f"the URL scheme {url.scheme!r} is not http or https", request=request()
+        )
+    return (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -36,7 +69,7 @@ class _ResponseStream(httpx.AsyncByteStream):
     nothing to finalize.
     """
 
-    __slots__ = ("_connection", "_origin", "_pool", "_request")
+    __slots__ = ("_connection", "_origin", "_pool", "_request", "_timeout")
 
     def __init__(
         self,
@@ -49,6 +82,10 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._origin = origin
         self._connection: Connection | None = connection
         self._request = request
+        self._timeout = (request.extensions.get("timeout") or {}).get("read")
+
+    def _sent(self) -> httpx.Request:
+        return self._request
 
     def __aiter__(self) -> _ResponseStream:
         return self
@@ -57,7 +94,7 @@ class _ResponseStream(httpx.AsyncByteStream):
         connection = self._connection
         if connection is None:
             raise StopAsyncIteration
-        chunk = await connection.next_chunk(self._request)
+        chunk = await connection.next_chunk(self._timeout, self._sent)
         if not chunk:
             raise StopAsyncIteration
         return chunk
@@ -78,6 +115,10 @@ class PooledTransport(httpx.AsyncBaseTransport):
         keepalive_expiry: seconds an idle connection is kept for reuse.
         ssl_context: TLS settings; default httpx's (certifi's CA bundle).
         library: ``"trio"`` (trio's sockets) or ``"asyncio"`` (anyio's).
+        starts: requests begun per turn of the event loop are bounded by this
+            gate (``turns.py``), when given.
+        slices: upload slices of shared pieces written per turn, across all
+            uploads, are bounded by this gate, when given.
     """
 
     def __init__(
@@ -87,11 +128,15 @@ class PooledTransport(httpx.AsyncBaseTransport):
         keepalive_expiry: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
         library: str = "asyncio",
+        starts: TurnGate | None = None,
+        slices: TurnGate | None = None,
     ) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._ssl_context = ssl_context
         self._library = library
+        self._starts = starts
+        self._slices = slices
         self._idle: dict[_Origin, list[Connection]] = {}
         self._idle_count = 0
         self._closing: list[Connection] = []
@@ -107,35 +152,27 @@ class PooledTransport(httpx.AsyncBaseTransport):
         """Send ``request`` on an idle connection to its origin, or a new one."""
         if self._closed:
             raise RuntimeError("the transport is closed")
-        url = request.url
-        scheme = url.raw_scheme
-        if scheme not in _DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(
-                f"the URL scheme {url.scheme!r} is not http or https", request=request
+
+        def sent() -> httpx.Request:
+            return request
+
+        origin = _origin(request.url, sent)
+        timeouts: Mapping[str, float | None] = request.extensions.get("timeout") or {}
+        head, body, length, chunked = prepare(request)
+        if self._starts is not None:
+            await self._starts.enter()
+        connection = await self._acquire(origin, timeouts, sent)
+        try:
+            status, reason, version, headers = await connection.exchange(
+                head,
+                body,
+                length,
+                chunked,
+                timeouts,
+                sent,
+                bodiless=request.method == "HEAD",
+                gate=self._slices,
             )
-        origin = (scheme, url.raw_host, url.port or _DEFAULT_PORTS[scheme])
-        slots = self._slots
-        if slots is None:
-            slots = self._slots = anyio.Semaphore(self._max_connections)
-        try:
-            slots.acquire_nowait()
-        except anyio.WouldBlock:
-            # Only when more requests than connections run at once; the client's
-            # own bound keeps this off the common path.
-            timeouts = request.extensions.get("timeout") or {}
-            with anyio.move_on_after(timeouts.get("pool")) as waited:
-                await slots.acquire()
-            if waited.cancelled_caught:
-                raise httpx.PoolTimeout(
-                    f"no connection free among {self._max_connections}", request=request
-                ) from None
-        try:
-            connection = self._check_out(origin) or await self._connect(origin, request)
-        except BaseException:
-            slots.release()
-            raise
-        try:
-            status, reason, version, headers = await connection.exchange(request)
         except BaseException:
             await self._check_in(origin, connection)
             raise
@@ -145,6 +182,102 @@ class PooledTransport(httpx.AsyncBaseTransport):
             stream=_ResponseStream(self, origin, connection, request),
             extensions={"http_version": version, "reason_phrase": reason},
         )
+
+    def target(self, template: httpx.Request) -> PostTarget:
+        """The fixed part of POSTs like ``template`` (URL, headers, timeouts) for ``post``.
+
+        ``Content-Length`` is left out: ``post`` adds each body's own.
+        """
+        url = template.url
+        headers = [
+            (name, value)
+            for name, value in template.headers.raw
+            if name.lower() not in (b"content-length", b"transfer-encoding")
+        ]
+        return PostTarget(
+            _origin(url, lambda: template),
+            head_prefix("POST", url, headers),
+            template.extensions.get("timeout") or {},
+        )
+
+    async def post(
+        self,
+        target: PostTarget,
+        body: Sequence[bytes],
+        request: Callable[[Sequence[bytes]], httpx.Request],
+    ) -> Exchange | httpx.Response:
+        """POST ``body`` (its pieces, sent one after another) to ``target``.
+
+        The lean path of the client's generation calls: no ``httpx.Request``
+        or ``httpx.Response`` is built for an answer of known length up to
+        ``EAGER_BODY`` that is not encoded (every API answer), which comes back
+        as an ``Exchange``. ``request(body)`` builds the ``httpx.Request`` this
+        POST stands for, only when one is needed: for an error (raised as the same
+        httpx error ``handle_async_request`` raises), or for any other answer,
+        returned as an ``httpx.Response`` for httpx to read and decode, as
+        ``handle_async_request`` returns it.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+
+        def sent() -> httpx.Request:
+            return request(body)
+
+        size = sum(map(len, body)) if len(body) != 1 else len(body[0])
+        head = target.prefix + b"Content-Length: %d\r\n\r\n" % size
+        origin, timeouts = target.origin, target.timeouts
+        if self._starts is not None:
+            await self._starts.enter()
+        connection = await self._acquire(origin, timeouts, sent)
+        try:
+            status, reason, version, headers = await connection.exchange(
+                head,
+                body[0] if len(body) == 1 else tuple(body),
+                size,
+                False,
+                timeouts,
+                sent,
+                gate=self._slices,
+            )
+            content = await connection.small_body(EAGER_BODY, timeouts.get("read"), sent)
+        except BaseException:
+            await self._check_in(origin, connection)
+            raise
+        if content is not None:
+            await self._check_in(origin, connection)
+            return status, reason, headers, content
+        built = request(body)
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_ResponseStream(self, origin, connection, built),
+            extensions={"http_version": version, "reason_phrase": reason},
+            request=built,
+        )
+
+    async def _acquire(
+        self, origin: _Origin, timeouts: Mapping[str, float | None], request: RequestFactory
+    ) -> Connection:
+        """A connection to ``origin`` (idle or new) and a slot for it, released by ``_check_in``."""
+        slots = self._slots
+        if slots is None:
+            slots = self._slots = anyio.Semaphore(self._max_connections)
+        try:
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            # Only when more requests than connections run at once; the client's
+            # own bound keeps this off the common path.
+            with anyio.move_on_after(timeouts.get("pool")) as waited:
+                await slots.acquire()
+            if waited.cancelled_caught:
+                raise httpx.PoolTimeout(
+                    f"no connection free among {self._max_connections}", request=request()
+                ) from None
+        try:
+            return self._check_out(origin) or await self._connect(origin, timeouts, request)
+        except BaseException:
+            slots.release()
+            raise
 
     def _check_out(self, origin: _Origin) -> Connection | None:
         idle = self._idle.get(origin)
@@ -166,12 +299,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
             return
         await connection.aclose()
 
-    async def _connect(self, origin: _Origin, request: httpx.Request) -> Connection:
+    async def _connect(
+        self, origin: _Origin, timeouts: Mapping[str, float | None], request: RequestFactory
+    ) -> Connection:
         await self._drop_expired()
         scheme, host, port = origin
-        timeouts: dict[str, Any] = request.extensions.get("timeout") or {}
         tls = self._tls() if scheme == b"https" else None
-        sni = request.extensions.get("sni_hostname")
+        sni = request().extensions.get("sni_hostname") if tls is not None else None
         return await connect(
             self._library,
             host.decode("ascii"),

@@ -5,9 +5,11 @@ the JSON text around the images, and each image's encoded bytes, shared by
 every request that uses the image. ``PiecesStream`` hands them to the
 transport without joining them:
 
-- on the pool (trio, or asyncio without aiohttp) as an async iterator of
-  ``memoryview`` slices of ``WRITE_SLICE`` bytes, each written as it is
-  (``h1.py``), so the socket applies back-pressure between slices;
+- on the pool (trio, or asyncio without aiohttp) as the pieces themselves:
+  ``h1.py`` writes the small ones with the request head and the big ones in
+  ``memoryview`` slices of ``WRITE_SLICE`` bytes, a few per turn of the
+  event loop (``turns.py``), so the socket applies back-pressure between
+  slices;
 - on aiohttp as a payload writing the same slices (``aio.py``).
 
 ``Content-Length`` is always the sum of the pieces: no chunked upload, which
@@ -21,8 +23,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import cast
 
 import httpx
-
-from .turns import TurnGate
 
 __all__ = ["WRITE_SLICE", "BytesStream", "PiecesStream", "StreamedRequest"]
 
@@ -67,13 +67,12 @@ class BytesStream(httpx.ByteStream):
 class _Slices:
     """The pieces as ``memoryview`` slices of at most ``WRITE_SLICE`` bytes (no generator)."""
 
-    __slots__ = ("_gate", "_offset", "_pieces", "_view")
+    __slots__ = ("_offset", "_pieces", "_view")
 
-    def __init__(self, pieces: Sequence[bytes], gate: TurnGate | None) -> None:
+    def __init__(self, pieces: Sequence[bytes]) -> None:
         self._pieces = iter(pieces)
         self._view = memoryview(b"")
         self._offset = 0
-        self._gate = gate
 
     def __aiter__(self) -> _Slices:
         return self
@@ -84,8 +83,6 @@ class _Slices:
             if piece is None:
                 raise StopAsyncIteration
             self._view, self._offset = memoryview(piece), 0
-        if self._gate is not None:  # a few slices per turn across all uploads
-            await self._gate.enter()
         start = self._offset
         self._offset = start + WRITE_SLICE
         # A memoryview, not a copy: the pool writes it as it is, and
@@ -99,23 +96,17 @@ class PiecesStream(httpx.SyncByteStream, httpx.AsyncByteStream):
     Args:
         pieces: the body's bytes, in order (shared with other requests; never
             changed).
-
-    Attributes:
-        gate: when set (by the transport), each slice waits its turn there,
-            so that many uploads together write a bounded amount per turn of
-            the event loop.
     """
 
     def __init__(self, pieces: Sequence[bytes]) -> None:
         self.pieces = tuple(pieces)
         self.size = sum(len(piece) for piece in self.pieces)
-        self.gate: TurnGate | None = None
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.pieces)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Slices(self.pieces, self.gate)
+        return _Slices(self.pieces)
 
 
 class StreamedRequest(httpx.Request):

@@ -23,16 +23,17 @@ import functools
 import importlib.metadata
 import importlib.util
 import sys
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import httpx
 
 from .._exceptions import LinkAIError
-from .stream import PiecesStream
 from .turns import SLICES_PER_TURN, STARTS_PER_TURN, TurnGate
 
 if TYPE_CHECKING:
     from .aio import AiohttpTransport
+    from .pool import PooledTransport
 
 __all__ = [
     "DOWNLOAD_CONNECTIONS",
@@ -47,6 +48,15 @@ __all__ = [
 DOWNLOAD_CONNECTIONS = 16
 #: Seconds an idle connection is kept for reuse.
 KEEPALIVE_EXPIRY = 30.0
+
+#: A transport's lean POST to one endpoint, no ``httpx.Request`` or ``Response`` built unless
+#: needed (``AiohttpTransport.post``, ``PooledTransport.post``): ``post(body pieces, a builder
+#: of the request of a body)`` gives the status, reason, raw headers and body, or a response
+#: still to be read.
+LeanPost = Callable[
+    [Sequence[bytes], Callable[[Sequence[bytes]], httpx.Request]],
+    Awaitable["tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes] | httpx.Response"],
+]
 
 #: What moves the bytes: ``"auto"`` (aiohttp on asyncio when installed, else
 #: the pool), ``"aiohttp"`` (asyncio only) or ``"httpx"`` (the pool, any backend).
@@ -111,11 +121,8 @@ class AutoTransport(httpx.AsyncBaseTransport):
         self.keepalive_expiry = keepalive_expiry
         self._inner: httpx.AsyncBaseTransport | None = None
         self._aiohttp: AiohttpTransport | None = None
+        self._pool: PooledTransport | None = None
         self._closed = False
-        # Many requests begun, or many uploads written, in one turn of the event
-        # loop would stall it (turns.py); aiohttp's uploads have their own bound.
-        self._starts = TurnGate(STARTS_PER_TURN)
-        self._slices: TurnGate | None = None
         if backend != "httpx" and current_async_library() == "asyncio" and _aiohttp_installed():
             # Built inside a running loop: import aiohttp now (about 0.1 s) rather
             # than in the first request. The choice itself still waits for that
@@ -140,13 +147,20 @@ class AutoTransport(httpx.AsyncBaseTransport):
             self._choose()
         return self._aiohttp
 
+    def lean_post(self, template: httpx.Request) -> LeanPost | None:
+        """The chosen transport's lean POST to ``template``'s endpoint (chosen now if not yet),
+        when it has one (the aiohttp transport and the pool do)."""
+        if self._inner is None:
+            self._choose()
+        if self._aiohttp is not None:
+            return functools.partial(self._aiohttp.post, self._aiohttp.target(template))
+        if self._pool is not None:
+            return functools.partial(self._pool.post, self._pool.target(template))
+        return None  # pragma: no cover - every transport chosen here has one
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` through the chosen transport (choosing it the first time)."""
         inner = self._inner or self._choose()
-        if inner is not self._aiohttp:  # aiohttp's transport has its own gate
-            await self._starts.enter()
-        if self._slices is not None and isinstance(request.stream, PiecesStream):
-            request.stream.gate = self._slices
         return await inner.handle_async_request(request)
 
     def _choose(self) -> httpx.AsyncBaseTransport:
@@ -168,12 +182,13 @@ class AutoTransport(httpx.AsyncBaseTransport):
         else:
             from .pool import PooledTransport
 
-            inner = PooledTransport(
+            inner = self._pool = PooledTransport(
                 max_connections=self.max_connections,
                 keepalive_expiry=self.keepalive_expiry,
                 library=library,
+                starts=TurnGate(STARTS_PER_TURN),
+                slices=TurnGate(SLICES_PER_TURN),
             )
-            self._slices = TurnGate(SLICES_PER_TURN)
         self._inner = inner
         return inner
 

@@ -1,11 +1,13 @@
-"""The lean path on aiohttp (no httpx.Request/Response per call) answers as the httpx path does.
+"""The lean path (no httpx.Request/Response per call) answers as the httpx path does.
 
 On asyncio the default transport is aiohttp, and the client posts through
-``AiohttpTransport.post``; an ``httpx.Response`` is built only for an error.
-Each answer below is sent by a plain HTTP origin to a client on that path
-(``"auto"``) and to one on httpx's own (``"httpx"``): results, errors, their
-``response`` and ``request``, and the headers on the wire must be the same.
-On trio both clients take the httpx path, which keeps the comparison honest.
+``AiohttpTransport.post``; on trio it is the SDK's pool, and the client posts
+through ``PooledTransport.post``. An ``httpx.Response`` is built only for an
+error. Each answer below is sent by a plain HTTP origin to a client on that
+path (``"auto"``) and to one on httpx's transport interface over the pool
+(``"httpx"``, behind a plain transport that has no lean path): results,
+errors, their ``response`` and ``request``, and the headers on the wire must
+be the same.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from helpers import ThreadedOrigin
 
 from linkai_images import AsyncImageClient, LinkAIError
 from linkai_images._http.aio import AiohttpTransport
+from linkai_images._http.pool import PooledTransport
 from linkai_images._http.transport import AutoTransport, HTTPBackend, build_transport
 
 pytestmark = pytest.mark.anyio
@@ -90,13 +93,26 @@ def origin() -> Iterator[str]:
         yield url + "/v1"
 
 
+class _Plain(httpx.AsyncBaseTransport):
+    """The pool behind httpx's transport interface alone: the client's httpx path."""
+
+    def __init__(self) -> None:
+        self._inner = build_transport(4, "httpx")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def _client(origin: str, backend: HTTPBackend) -> AsyncImageClient:
     return AsyncImageClient(
         KEY,
         base_url=origin,
         default_model="gpt-image-2",
         max_retries=0,
-        transport=build_transport(4, backend),
+        transport=build_transport(4, backend) if backend == "auto" else _Plain(),
     )
 
 
@@ -172,17 +188,19 @@ async def test_request_id_and_rate_limit_headers_are_read(
     assert (request_id, limits) == (outcome["request_id"], outcome["rate_limit_headers"])
 
 
-async def test_the_lean_path_is_the_one_taken_on_asyncio(
+async def test_the_lean_path_is_the_one_taken(
     origin: str, anyio_backend: tuple[str, dict[str, object]]
 ) -> None:
-    """On asyncio a default client posts through aiohttp's lean path; on trio through httpx."""
+    """A default client posts through the lean path: aiohttp's on asyncio, the pool's on trio."""
     async with _client(origin, "auto") as client:
         assert ["http://cdn.example/a.png"] == (await _outcome(client, "ok"))["urls"]
         transport = client._transport
         assert isinstance(transport, AutoTransport)
-        lean = isinstance(transport.selected, AiohttpTransport)
-        assert (anyio_backend[0] == "asyncio") == lean
-        assert lean == (client._send == client._send_lean)
+        expected = AiohttpTransport if anyio_backend[0] == "asyncio" else PooledTransport
+        assert (expected, True) == (
+            type(transport.selected),
+            client._send == client._send_lean,
+        )
 
 
 async def test_a_refused_connection_on_the_lean_path_is_never_sent(origin: str) -> None:
