@@ -468,6 +468,8 @@ async def _ab(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker(spec: dict[str, Any]) -> None:
     """Child process: run one measurement and print it as one JSON line."""
+    if spec.get("package_root"):  # another revision's package (bench_hotpath.py's baselines)
+        sys.path.insert(0, spec["package_root"])
     _telemetry_setup(spec)
     if spec["mode"] == "ab":
         print(json.dumps(asyncio.run(_ab(spec))), flush=True)
