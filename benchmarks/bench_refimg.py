@@ -32,7 +32,7 @@ measurement (the transport chosen, aiohttp imported), as ``run.py`` does.
 Figures per run: peak RSS growth (``VmHWM`` after the run minus ``VmRSS``
 before it), client CPU (``getrusage``, user + system), wall time, and the
 event loop's lag: a task sleeps 1 ms at a time and records how late it
-wakes up (max and p99).
+wakes up (max and p99), and the longest pause of the garbage collector.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import gc
 import json
 import os
 import resource
@@ -279,6 +280,18 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
             # from being descheduled by other processes on a shared machine is not ours.
             own.append(min(lag, time.process_time() - cpu_start))
 
+    # The interpreter's own pauses: a full collection scans every object of the process
+    # (aiohttp, httpx, anyio and the SDK imported: tens of milliseconds on this machine).
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(on_gc)
     rss, cpu = _rss_now_mb(), _cpu()
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
@@ -289,6 +302,7 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         failures = await job()
         wall = time.perf_counter() - wall
         done.set()
+    gc.callbacks.remove(on_gc)
     cpu = _cpu() - cpu
     lags.sort()
     lags = lags or [0.0]
@@ -299,6 +313,7 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         "lag_max_ms": lags[-1] * 1e3,
         "lag_p99_ms": lags[min(len(lags) - 1, int(len(lags) * 0.99))] * 1e3,
         "lag_own_ms": max(own, default=0.0) * 1e3,
+        "gc_max_ms": max(pauses, default=0.0) * 1e3,
         "failures": failures,
     }
 
@@ -400,7 +415,8 @@ def _run_case(
             print(
                 f"  [{case} {rep + 1}/{reps}] {contender:12s} rss +{result['rss_mb']:.0f} MB, "
                 f"cpu {result['cpu_s']:.2f} s, wall {result['wall_s']:.2f} s, lag max "
-                f"{result['lag_max_ms']:.1f} ms (own {result['lag_own_ms']:.1f}), "
+                f"{result['lag_max_ms']:.1f} ms (own {result['lag_own_ms']:.1f}, "
+                f"gc {result['gc_max_ms']:.1f}), "
                 f"failures {result['failures']}",
                 file=sys.stderr,
                 flush=True,
@@ -415,14 +431,15 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
 def _table(results: dict[str, list[dict[str, Any]]]) -> list[str]:
     lines = [
         "| contender | peak RSS growth (MB) | CPU (s) | wall (s) | lag max (ms) "
-        "| lag p99 (ms) | own lag max (ms) | failures |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| lag p99 (ms) | own lag max (ms) | GC pause max (ms) | failures |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for contender, runs in results.items():
         lines.append(
             f"| {contender} | {_median(runs, 'rss_mb'):,.0f} | {_median(runs, 'cpu_s'):.2f} "
             f"| {_median(runs, 'wall_s'):.2f} | {_median(runs, 'lag_max_ms'):.1f} "
             f"| {_median(runs, 'lag_p99_ms'):.1f} | {_median(runs, 'lag_own_ms'):.1f} "
+            f"| {_median(runs, 'gc_max_ms'):.1f} "
             f"| {sum(r['failures'] for r in runs)} |"
         )
     return lines
