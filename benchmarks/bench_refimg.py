@@ -28,7 +28,10 @@ on the second; interleaved, medians of ``--reps``:
   machine and server.
 
 Our client is made and warmed up by one call without images before the
-measurement (the transport chosen, aiohttp imported), as ``run.py`` does.
+measurement (the transport chosen, aiohttp imported), as ``run.py`` does;
+then, for every contender, a full garbage collection, so that none is
+measured paying for the import's garbage (the longest GC pause during the
+run is reported on its own).
 Figures per run: peak RSS growth (``VmHWM`` after the run minus ``VmRSS``
 before it), client CPU (``getrusage``, user + system), wall time, and the
 event loop's lag: a task sleeps 1 ms at a time and records how late it
@@ -291,6 +294,9 @@ async def _measure(spec: dict[str, Any]) -> dict[str, Any]:
         elif started:
             pauses.append(time.perf_counter() - started[0])
 
+    # The heap settled as in a program that has run a while: the garbage of importing
+    # and warming up collected now, not by a full collection during the measurement.
+    gc.collect()
     gc.callbacks.append(on_gc)
     rss, cpu = _rss_now_mb(), _cpu()
     async with anyio.create_task_group() as tg:

@@ -12,8 +12,9 @@ releasing the GIL between slices. A string value of at least
 turned into a ``str`` slice by slice (on CPython copied into a ``str`` made at
 its full length, with the GIL released for each copy: ``_Filler``) and
 replaced in the JSON text by a placeholder; ``json.loads`` then parses what is
-left (a few hundred bytes) and the placeholders are swapped back. Anything else is left to
-``json.loads`` as it is, so the result always equals ``json.loads(content)``.
+left (a few hundred bytes) and the placeholders are swapped back. Anything else
+is left to ``json.loads`` as it is, so the result always equals
+``json.loads(content)``.
 """
 
 from __future__ import annotations

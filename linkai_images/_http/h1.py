@@ -46,7 +46,7 @@ from typing import Any, Protocol
 import httpx
 
 from .stream import WRITE_SLICE, PiecesStream
-from .turns import TurnGate
+from .turns import SLICES_PER_PASS, TurnGate
 
 __all__ = [
     "MAX_HEAD",
@@ -422,8 +422,8 @@ class Connection:
         """Send a request; return the response's status, reason, version and headers.
 
         ``head`` ends with the blank line; ``bodiless``: the answer has no body
-        whatever its headers say (a ``HEAD`` request); ``gate``: each slice of
-        a big piece waits its turn there (``turns.py``).
+        whatever its headers say (a ``HEAD`` request); ``gate``: every
+        ``SLICES_PER_PASS`` slices of a big piece wait their turn there (``turns.py``).
 
         Raises:
             httpx.WriteError, httpx.WriteTimeout: writing failed (it may have
@@ -489,7 +489,9 @@ class Connection:
                 pending = b""
                 with memoryview(piece) as view:
                     for start in range(0, len(view), WRITE_SLICE):
-                        if gate is not None:  # a few slices per turn across all uploads
+                        # A few uploads go on per turn, each for a few slices: the
+                        # pass (a wait, a wake-up) costs about what a slice's send does.
+                        if gate is not None and not start % (WRITE_SLICE * SLICES_PER_PASS):
                             await gate.enter()
                         part = view[start : start + WRITE_SLICE]
                         await self._write(scope, timeout, part, request)

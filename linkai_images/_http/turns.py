@@ -24,12 +24,16 @@ import collections
 import anyio
 import anyio.lowlevel
 
-__all__ = ["SLICES_PER_TURN", "STARTS_PER_TURN", "TurnGate"]
+__all__ = ["SLICES_PER_PASS", "SLICES_PER_TURN", "STARTS_PER_TURN", "TurnGate"]
 
 #: Requests begun (handed to the transport) per turn of the event loop.
 STARTS_PER_TURN = 16
-#: Upload slices (``stream.WRITE_SLICE`` bytes each) written per turn, across all uploads.
-SLICES_PER_TURN = 8
+#: Uploads let on per turn on the pool, each for ``SLICES_PER_PASS`` slices of
+#: ``stream.WRITE_SLICE`` bytes (an upload sends about one slice per turn): at most
+#: about 8 slices, 2 MiB, sent per turn across all uploads.
+SLICES_PER_TURN = 2
+#: Upload slices sent per pass through the gate.
+SLICES_PER_PASS = 4
 
 
 class _Waiter:
