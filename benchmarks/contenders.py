@@ -234,6 +234,63 @@ async def _trio_streams(base_url: str, concurrency: int) -> tuple[Any, Send]:
     return close, send
 
 
+async def _h11(base_url: str, concurrency: int) -> tuple[Any, Send]:
+    """h11's state machine on trio's socket streams, no timeouts or pool logic: what h11
+    alone costs over ``trio-streams`` (the design between raw httpcore and the SDK's h1)."""
+    import h11
+    import trio
+
+    url = base_url.rstrip("/") + "/images/generations"
+    origin, _, path = url.partition("//")[2].partition("/")
+    host, _, port = origin.partition(":")
+    headers = [
+        ("Host", origin),
+        ("Authorization", f"Bearer {API_KEY}"),
+        ("Content-Type", "application/json"),
+    ]
+    idle: list[tuple[trio.SocketStream, h11.Connection]] = []
+    opened: list[trio.SocketStream] = []
+
+    async def send(i: int) -> None:
+        if idle:
+            stream, connection = idle.pop()
+            connection.start_next_cycle()
+        else:
+            stream = await trio.open_tcp_stream(host, int(port))
+            connection = h11.Connection(h11.CLIENT)
+            opened.append(stream)
+        body = json.dumps(
+            {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
+        ).encode()
+        request = h11.Request(
+            method="POST",
+            target=f"/{path}",
+            headers=[*headers, ("Content-Length", str(len(body)))],
+        )
+        data = connection.send(request) + connection.send(h11.Data(data=body))
+        await stream.send_all(data + connection.send(h11.EndOfMessage()))
+        chunks = []
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await stream.receive_some(65536))
+            elif isinstance(event, h11.Response):
+                if event.status_code != 200:
+                    raise RuntimeError(f"HTTP {event.status_code}")
+            elif isinstance(event, h11.Data):
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+        json.loads(b"".join(chunks))
+        idle.append((stream, connection))
+
+    async def close() -> None:
+        for stream in opened:
+            await stream.aclose()
+
+    return close, send
+
+
 async def _httpcore(base_url: str, concurrency: int) -> tuple[Any, Send]:
     """Raw httpcore HTTP/1.1 connections (h11) on trio, on a stack of idle ones: no httpx,
     no client logic; what the protocol layer our pool uses costs on its own."""
@@ -297,9 +354,12 @@ FACTORIES = {
     "transport-trio": _transport,
     "trio-streams": _trio_streams,
     "httpcore-trio": _httpcore,
+    "h11-trio": _h11,
 }
 #: Contenders that run on trio (the others on asyncio).
-TRIO_CONTENDERS = frozenset({"linkai-trio", "transport-trio", "trio-streams", "httpcore-trio"})
+TRIO_CONTENDERS = frozenset(
+    {"linkai-trio", "transport-trio", "trio-streams", "httpcore-trio", "h11-trio"}
+)
 
 
 async def _bounded(send: Send, start: int, n: int, concurrency: int) -> collections.Counter[str]:

@@ -42,7 +42,8 @@ retries, and bounds its requests in flight with one semaphore (our client's
 - the trio floors (issue 12): ``transport-trio`` (``cpu`` only), our transport
   alone on trio, as ``transport`` on asyncio; ``httpcore-trio``, raw httpcore
   HTTP/1.1 connections (h11) on trio, on a stack of idle connections;
-  ``trio-streams``, the ``streams`` loop on trio's socket streams.
+  ``h11-trio``, h11's state machine alone on trio's socket streams (``cpu``
+  only); ``trio-streams``, the ``streams`` loop on trio's socket streams.
 
 ``--only a,b,c`` runs only those contenders (targets naming others are left
 out). ``--readme`` writes the table into ``benchmarks/README.md``.
@@ -77,7 +78,7 @@ CONTENDERS = ("linkai", "linkai-many", "linkai-trio", "httpx", "aiohttp", "opena
 #: The CPU case also measures our transport alone, to split the client's cost.
 #: The trio floors: our transport alone on trio, raw httpcore (h11) connections on trio, and a
 #: bare keep-alive loop on trio's streams (``streams``' twin): what trio itself costs here.
-TRIO_FLOORS = ("transport-trio", "httpcore-trio", "trio-streams")
+TRIO_FLOORS = ("transport-trio", "httpcore-trio", "h11-trio", "trio-streams")
 CPU_CONTENDERS = (
     "linkai",
     "linkai-many",
