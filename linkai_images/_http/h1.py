@@ -229,7 +229,7 @@ async def connect(
                 wire, fd = await _connect_anyio(host, port, tls, server_hostname)
     except lib.errors as exc:
         raise httpx.ConnectError(
-            f"cannot connect to {host}:{port}: {exc or type(exc).__name__}", request=request()
+            f"cannot connect to {host}:{port}: {_describe(exc)}", request=request()
         ) from exc
     if wire is None:  # the scope caught its own deadline
         raise httpx.ConnectTimeout(
@@ -280,6 +280,17 @@ async def _connect_anyio(
             await anyio.aclose_forcefully(stream)
             raise
     return _Stream(stream, stream.send, anyio.EndOfStream), fd
+
+
+def _describe(exc: BaseException) -> str:
+    """What went wrong, from ``exc`` or what caused it (trio's stream errors wrap an
+    ``OSError`` or ``SSLError`` and say nothing themselves)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if str(seen):
+            return f"{type(seen).__name__}: {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
 
 
 def _deadline(lib: _Library, timeout: float | None) -> float:
@@ -536,7 +547,7 @@ class Connection:
             await self._wire.send_all(data)
         except self._lib.errors as exc:
             raise httpx.WriteError(
-                f"writing the request failed: {exc or type(exc).__name__}", request=request()
+                f"writing the request failed: {_describe(exc)}", request=request()
             ) from exc
 
     async def _read(self, scope: _Scope, timeout: float | None, request: RequestFactory) -> bytes:
@@ -545,7 +556,7 @@ class Connection:
             return await self._wire.receive()
         except self._lib.errors as exc:
             raise httpx.ReadError(
-                f"reading the answer failed: {exc or type(exc).__name__}", request=request()
+                f"reading the answer failed: {_describe(exc)}", request=request()
             ) from exc
 
     async def _receive_head(

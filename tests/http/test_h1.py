@@ -8,12 +8,14 @@ the real transport on asyncio (anyio's sockets) and trio (trio's).
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import httpx
 import pytest
+import trustme
 from helpers import wait_until
 
 from linkai_images._http.h1 import MAX_HEAD
@@ -38,9 +40,13 @@ class ScriptedOrigin:
     after reading only the request head, then closes (an upload refused mid-way).
     """
 
-    def __init__(self, *script: bytes, early: bool = False) -> None:
+    def __init__(
+        self, *script: bytes, early: bool = False, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.script = list(script)
         self.early = early
+        self.tls = tls
+        self.handshakes_failed = 0
         self.requests: list[bytes] = []
         self.connections = 0
         self.closed = 0
@@ -53,7 +59,8 @@ class ScriptedOrigin:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1/images"
+        scheme, host = ("https", "localhost") if self.tls else ("http", "127.0.0.1")
+        return f"{scheme}://{host}:{self._listener.getsockname()[1]}/v1/images"
 
     def close(self) -> None:
         self._stopped.set()
@@ -69,6 +76,14 @@ class ScriptedOrigin:
             except TimeoutError:
                 continue
             self.connections += 1
+            if self.tls is not None:
+                connection.settimeout(5)
+                try:
+                    connection = self.tls.wrap_socket(connection, server_side=True)
+                except (OSError, ssl.SSLError):
+                    self.handshakes_failed += 1
+                    connection.close()
+                    continue
             thread = threading.Thread(target=self._serve, args=(connection,), daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -152,10 +167,12 @@ Scripted = Callable[..., ScriptedOrigin]
 
 @pytest.fixture
 def scripted(origin_factory: list[ScriptedOrigin]) -> Scripted:
-    """``scripted(*replies, early=False)``: a new scripted origin."""
+    """``scripted(*replies, early=False, tls=None)``: a new scripted origin."""
 
-    def make(*replies: bytes, early: bool = False) -> ScriptedOrigin:
-        origin = ScriptedOrigin(*replies, early=early)
+    def make(
+        *replies: bytes, early: bool = False, tls: ssl.SSLContext | None = None
+    ) -> ScriptedOrigin:
+        origin = ScriptedOrigin(*replies, early=early, tls=tls)
         origin_factory.append(origin)
         return origin
 
@@ -412,3 +429,48 @@ async def test_a_cancelled_request_retires_its_connection(scripted: Scripted) ->
         inner = transport.selected  # type: ignore[attr-defined]
         assert isinstance(inner, PooledTransport)
         assert (b"ok", 2, 1) == (response.content, origin.connections, inner.idle_connections)
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    """A throwaway certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(authority: trustme.CA) -> ssl.SSLContext:
+    """The server side of TLS: a certificate for localhost signed by ``authority``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(context)
+    return context
+
+
+def _pool(trusted: trustme.CA | None, library: str) -> PooledTransport:
+    """The pool on the running library, trusting ``trusted`` (else the default CAs)."""
+    context = ssl.create_default_context()
+    if trusted is not None:
+        trusted.configure_trust(context)
+    return PooledTransport(max_connections=4, ssl_context=context, library=library)
+
+
+async def test_https_answers_over_a_reused_connection(
+    scripted: Scripted, tls_server: ssl.SSLContext, authority: trustme.CA, anyio_backend_name: str
+) -> None:
+    """Over TLS (trio's SSLStream, anyio's TLSStream), answers read whole, one connection kept."""
+    origin = scripted(OK, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nagain", tls=tls_server)
+    async with httpx.AsyncClient(transport=_pool(authority, anyio_backend_name)) as http:
+        first = await http.post(origin.url, content=b'{"prompt": "a fox"}')
+        second = await http.get(origin.url)
+    assert (b"ok", b"again", 1) == (first.content, second.content, origin.connections)
+    assert origin.requests[0].endswith(b'\r\n\r\n{"prompt": "a fox"}')
+
+
+async def test_an_untrusted_certificate_is_a_connect_error(
+    scripted: Scripted, tls_server: ssl.SSLContext, anyio_backend_name: str
+) -> None:
+    """A certificate no trusted CA signed fails the handshake: ConnectError, nothing sent."""
+    origin = scripted(OK, tls=tls_server)
+    async with httpx.AsyncClient(transport=_pool(None, anyio_backend_name)) as http:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await http.get(origin.url)
+    assert [] == origin.requests
