@@ -66,6 +66,7 @@ MAX_HEAD = 65536
 #: A body up to this size is written with the request head, in one write.
 _JOIN_LIMIT = 65536
 
+_HAS_POLL = hasattr(select, "poll")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_BREAK = re.compile(rb"\r?\n")
 _STATUS_LINE = re.compile(rb"HTTP/1\.([0-9]) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?")
@@ -405,9 +406,12 @@ class Connection:
         the peer (a readable idle socket means an end of stream or data nobody asked for)."""
         if not self.reusable or self._lib.now() >= self.expires:
             return False
-        poll = select.poll()
-        poll.register(self._fd, select.POLLIN)
-        return not poll.poll(0)
+        if _HAS_POLL:
+            poll = select.poll()
+            poll.register(self._fd, select.POLLIN)
+            return not poll.poll(0)
+        readable, _, _ = select.select([self._fd], [], [], 0)  # Windows: no poll()
+        return not readable
 
     def idle(self) -> None:
         """Mark the connection idle from now (its keep-alive expiry starts)."""

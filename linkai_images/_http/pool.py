@@ -159,8 +159,6 @@ class PooledTransport(httpx.AsyncBaseTransport):
         origin = _origin(request.url, sent)
         timeouts: Mapping[str, float | None] = request.extensions.get("timeout") or {}
         head, body, length, chunked = prepare(request)
-        if self._starts is not None:
-            await self._starts.enter()
         connection = await self._acquire(origin, timeouts, sent)
         try:
             status, reason, version, headers = await connection.exchange(
@@ -226,8 +224,6 @@ class PooledTransport(httpx.AsyncBaseTransport):
         size = sum(map(len, body)) if len(body) != 1 else len(body[0])
         head = target.prefix + b"Content-Length: %d\r\n\r\n" % size
         origin, timeouts = target.origin, target.timeouts
-        if self._starts is not None:
-            await self._starts.enter()
         connection = await self._acquire(origin, timeouts, sent)
         try:
             status, reason, version, headers = await connection.exchange(
@@ -259,6 +255,8 @@ class PooledTransport(httpx.AsyncBaseTransport):
         self, origin: _Origin, timeouts: Mapping[str, float | None], request: RequestFactory
     ) -> Connection:
         """A connection to ``origin`` (idle or new) and a slot for it, released by ``_check_in``."""
+        if self._starts is not None:  # a bounded number of requests begun per loop turn
+            await self._starts.enter()
         slots = self._slots
         if slots is None:
             slots = self._slots = anyio.Semaphore(self._max_connections)
