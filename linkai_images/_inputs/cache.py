@@ -38,8 +38,11 @@ __all__ = ["DEFAULT_IMAGE_CACHE_BYTES", "CachedImage", "ImageCache", "ImageSourc
 DEFAULT_IMAGE_CACHE_BYTES = 256 * 2**20
 #: Distinct images read and encoded at once. Each holds its raw bytes and two copies
 #: of its base64 (slices, then joined) until done: 16 distinct 10 MB images at once
-#: would hold 570 MB for a moment, two hold 70 MB, and keep both CPUs busy.
-_LOADS_AT_ONCE = 2
+#: would hold 570 MB for a moment. The encode's slices hold the GIL, so a second
+#: encode beside the first gains little and makes the event loop wait for the GIL
+#: twice as often: one at a time, 16 distinct images showed 7-8 ms of loop lag
+#: against 11 ms for two (benchmarks/README.md, "Event-loop lag").
+_LOADS_AT_ONCE = 1
 
 
 @attrs.frozen
