@@ -37,14 +37,14 @@ STATEMENTS = {
 _LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\S.*)$")
 
 
-def import_time(statement: str) -> tuple[int, str]:
+def import_time(statement: str, root: Path = ROOT) -> tuple[int, str]:
     """The cumulative import time of ``statement``'s top-level modules in a fresh interpreter."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", statement],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
         env=env,
         check=True,
     )
@@ -64,21 +64,34 @@ def import_time(statement: str) -> tuple[int, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also time `import linkai_images` from DIR, a directory holding another copy "
+        "of the package (e.g. `git archive REV linkai_images | tar -x -C DIR`)",
+    )
     args = parser.parse_args()
-    compileall.compile_dir(ROOT / "linkai_images", quiet=1)
-    times: dict[str, list[int]] = {name: [] for name in STATEMENTS}
+    roots = [ROOT, *(Path(also).resolve() for also in args.also)]
+    for root in roots:
+        compileall.compile_dir(root / "linkai_images", quiet=1)
+    rows = {name: (statement, ROOT) for name, statement in STATEMENTS.items()}
+    rows |= {f"linkai_images in {root}": (STATEMENTS["linkai_images"], root) for root in roots[1:]}
+    times: dict[str, list[int]] = {name: [] for name in rows}
     report = ""
     for _ in range(args.runs):
-        for name, statement in STATEMENTS.items():
-            took, text = import_time(statement)
+        for name, (statement, root) in rows.items():
+            took, text = import_time(statement, root)
             times[name].append(took)
             if name == "linkai_images":
                 report = text
     medians = {name: statistics.median(values) / 1000 for name, values in times.items()}
     httpx_ms = medians["httpx"]
-    for name, statement in STATEMENTS.items():
+    for name, (statement, root) in rows.items():
+        label = statement if root == ROOT else f"{statement} ({root})"
         print(
-            f"{statement:28} median {medians[name]:6.1f} ms of {args.runs}"
+            f"{label:28} median {medians[name]:6.1f} ms of {args.runs}"
             f"  ({medians[name] / httpx_ms:.2f} x httpx)"
         )
     ratio = medians["linkai_images"] / httpx_ms
