@@ -101,9 +101,14 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
 
     from linkai_images._config import USER_AGENT
     from linkai_images._http.endpoint import Endpoint
-    from linkai_images._http.transport import build_transport
+    from linkai_images._http.transport import (
+        AutoTransport,
+        build_transport,
+        current_async_library,
+    )
 
     transport = build_transport(concurrency)
+    assert isinstance(transport, AutoTransport)
     endpoint = Endpoint.build(
         httpx.URL(base_url.rstrip("/") + "/images/generations"),
         {
@@ -115,14 +120,15 @@ async def _transport(base_url: str, concurrency: int) -> tuple[Any, Send]:
         httpx.Timeout(600.0, connect=10.0),
     )
 
-    # On asyncio the client posts through aiohttp's lean path (AiohttpTransport.post).
-    aiohttp = transport.aiohttp() if hasattr(transport, "aiohttp") else None
-    if aiohttp is not None:
-        target = aiohttp.target(endpoint.request(b""))
+    # On asyncio the client posts through the transport's lean path (AiohttpTransport.post);
+    # on trio this contender drives the pool through httpx's transport interface.
+    if current_async_library() == "asyncio":
+        lean = transport.lean_post(endpoint.request(b""))
+        assert lean is not None, "asyncio's transport has a lean path"
 
         async def post(i: int) -> None:
             body = {"model": MODEL, "prompt": f"a fox {i}", "aspect_ratio": ASPECT_RATIO}
-            got = await aiohttp.post(target, (json.dumps(body).encode(),), endpoint.request)
+            got = await lean((json.dumps(body).encode(),), endpoint.request)
             assert isinstance(got, tuple), "an answer the lean path hands to httpx"
             status, _, _, content = got
             if status != 200:

@@ -141,12 +141,6 @@ class AutoTransport(httpx.AsyncBaseTransport):
         """The transport in use, once the first request has chosen it."""
         return self._inner
 
-    def aiohttp(self) -> AiohttpTransport | None:
-        """The aiohttp transport, when it is the one in use (chosen now if not yet)."""
-        if self._inner is None:
-            self._choose()
-        return self._aiohttp
-
     def lean_post(self, template: httpx.Request) -> LeanPost | None:
         """The chosen transport's lean POST to ``template``'s endpoint (chosen now if not yet),
         when it has one (the aiohttp transport and the pool do)."""
