@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from ._batch.progress import ProgressArg
     from ._http.transport import LeanPost
     from ._inputs.images import ImageInput
-    from ._pacing import Pacer, Ticket
+    from ._pacing import Pacer
 
 __all__ = ["AsyncImageClient"]
 
@@ -520,24 +520,6 @@ class AsyncImageClient:
         elapsed = time.monotonic() - started
         return self._response(result, request, attempts, elapsed)
 
-    async def _paced_attempt(
-        self, pacer: Pacer, ticket: Ticket, body: tuple[bytes, ...], trace: CallTrace | None
-    ) -> GenerationResult:
-        """One attempt the pacer let through; it hears how the attempt ended."""
-        try:
-            if trace is None:
-                async with self._limiter:
-                    result = await post_generation(self._send, self._endpoint, body)
-            else:
-                result = await trace.attempt(
-                    self._limiter, lambda: post_generation(self._send, self._endpoint, body)
-                )
-        except BaseException as exc:
-            pacer.finish(ticket, exc)
-            raise
-        pacer.finish(ticket, None)
-        return result
-
     def _pause(self, model: str | None, error: APIStatusError) -> None:
         """The platform asked for a pause: from now on this client paces its attempts."""
         if is_testing():
@@ -905,7 +887,7 @@ class _Call:
                 if trace is not None:  # the attempt's span, the wait for its slot
                     return await trace.attempt(client._limiter, self.post)
                 async with client._limiter:
-                    return await post_generation(client._send, client._endpoint, self.body)
+                    return await self.post()
             except APIStatusError as exc:
                 if exc.retry_after and exc.status_code in PAUSE_STATUSES:
                     client._pause(self.request.model, exc)
@@ -927,7 +909,17 @@ class _Call:
                 deadline.deadline = due + waited
         if trace is not None:
             trace.paced(waited)
-        return await client._paced_attempt(pacer, ticket, self.body, trace)
+        try:
+            if trace is not None:
+                result = await trace.attempt(client._limiter, self.post)
+            else:
+                async with client._limiter:
+                    result = await self.post()
+        except BaseException as exc:
+            pacer.finish(ticket, exc)  # the pacer hears how the attempt it let through ended
+            raise
+        pacer.finish(ticket, None)
+        return result
 
 
 def _short_repr(value: object) -> str:
