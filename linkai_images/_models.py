@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, Union, overload
 
 import attrs
 
-if sys.version_info >= (3, 13) or TYPE_CHECKING:
-    if sys.version_info >= (3, 13):
-        from typing import TypeVar
-    else:  # a TypeVar default (PEP 696): type checkers read the backport's
-        from typing_extensions import TypeVar
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+elif TYPE_CHECKING:  # a TypeVar default (PEP 696): type checkers read the backport's
+    from typing_extensions import TypeVar
 else:
     from typing import TypeVar as _TypeVar
 
